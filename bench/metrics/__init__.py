@@ -1,0 +1,74 @@
+"""Evaluations run on a schedule during training, and the summaries computed from their curves.
+
+An evaluator is registered by name and produces one or more named metrics (long rows
+`metric, value`). The training loop knows nothing of what an evaluator computes: it builds an
+`EvalContext` and calls `evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from bench.registry import Registry
+
+Direction = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric an evaluator produces: what it is and which way is better."""
+
+    name: str
+    description: str
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an evaluator may use.
+
+    `sample(n)` draws n generator samples, shape (n, *data_shape), values in [-1, 1], on `device`,
+    from a fixed evaluation noise stream (the same z at every evaluation of a job).
+    `source` is the job's bench.data source (real data, mixture centres, labels).
+    `cache_dir` is where real-data statistics and trained helper networks are cached.
+    """
+
+    sample: Callable[[int], Tensor]
+    source: Any
+    device: torch.device
+    cache_dir: Path
+    seed: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    name: str
+    description: str
+    cost: str
+    metrics: tuple[MetricInfo, ...]
+    applies_to: Callable[[Any], bool]
+    evaluate: Callable[[EvalContext], dict[str, float]]
+    option_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+EVALUATORS: Registry[Evaluator] = Registry("metric")
+
+
+def register_evaluator(evaluator: Evaluator) -> Evaluator:
+    return EVALUATORS.register(evaluator.name, evaluator)
+
+
+def get_evaluator(name: str) -> Evaluator:
+    return EVALUATORS.get(name)
+
+
+def metric_directions() -> dict[str, Direction]:
+    """metric name -> 'lower' or 'higher' (is better), over every registered evaluator."""
+    return {info.name: info.direction for _, ev in EVALUATORS.items() for info in ev.metrics}

@@ -1,0 +1,111 @@
+"""`JobSpec`: the one object that describes a job, everywhere it goes.
+
+It is pickled by submitit, logged to MLflow as flat params, stored beside the results as
+spec.json and compared on resume. Its id is a short hash of its resolved content, so the same
+spec has the same id on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+Options = tuple[tuple[str, Any], ...]
+
+
+def freeze_options(options: dict[str, Any] | None) -> Options:
+    """A dict of JSON-able options as a sorted tuple of pairs (hashable, order-independent)."""
+    return tuple(sorted((options or {}).items()))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One fully resolved job. Every field is JSON-able; nothing is left to a default at run time.
+
+    Units: `steps` counts generator updates; `eval_every`, `checkpoint_every`, `log_every` are in
+    generator steps; `critic_steps` critic updates per generator update.
+    """
+
+    suite: str
+    dataset: str
+    dataset_options: Options
+    objective: str
+    objective_options: Options
+    arch: str
+    arch_options: Options
+    seed: int
+    steps: int
+    batch_size: int
+    latent_dim: int
+    critic_steps: int
+    optimizer: str
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    tricks: tuple[tuple[str, Options], ...]
+    metrics: tuple[str, ...]
+    eval_every: int
+    eval_samples: int
+    checkpoint_every: int
+    log_every: int
+    device: str
+    deterministic: bool
+
+    # fields that say where/how a job runs, not what it computes: left out of the id
+    _NOT_IDENTITY = ("suite", "device")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (options as dicts, tuples as lists)."""
+        data = asdict(self)
+        for key in ("dataset_options", "objective_options", "arch_options"):
+            data[key] = dict(getattr(self, key))
+        data["tricks"] = [{"name": name, "options": dict(options)} for name, options in self.tricks]
+        data["betas"] = list(self.betas)
+        data["metrics"] = list(self.metrics)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted(known - set(data))
+        if unknown or missing:
+            raise ValueError(f"job spec: unknown fields {unknown}, missing fields {missing}")
+        values = dict(data)
+        for key in ("dataset_options", "objective_options", "arch_options"):
+            values[key] = freeze_options(values[key])
+        values["tricks"] = tuple((t["name"], freeze_options(t["options"])) for t in values["tricks"])
+        values["betas"] = tuple(values["betas"])
+        values["metrics"] = tuple(values["metrics"])
+        return cls(**values)
+
+    @property
+    def job_id(self) -> str:
+        """12 hex digits of the SHA-256 of the canonical JSON of the identity fields."""
+        identity = {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def flat(self) -> dict[str, str]:
+        """Flat `key -> str` params (MLflow params, report columns): options become `field.key`."""
+        flat: dict[str, str] = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    flat[f"{key.removesuffix('_options')}.{sub}"] = json.dumps(sub_value)
+            elif key == "tricks":
+                flat[key] = ",".join(
+                    t["name"] + (json.dumps(t["options"], sort_keys=True) if t["options"] else "") for t in value
+                ) or "none"
+            elif isinstance(value, (list, tuple)):
+                flat[key] = ",".join(str(v) for v in value)
+            else:
+                flat[key] = str(value)
+        return flat
+
+    def diff(self, other: JobSpec) -> list[str]:
+        """Human-readable lines `field: self -> other` for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{key}: {mine[key]!r} -> {theirs[key]!r}" for key in mine if mine[key] != theirs[key]]
