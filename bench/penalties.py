@@ -4,6 +4,11 @@ A trick is composed by the training loop, never by an objective: the loop adds e
 `critic_term` to the critic loss and every `generator_term` to the generator loss, calls
 `after_critic_step` after each critic optimiser step, and merges `critic_options` /
 `generator_options` into the architecture options before the networks are built.
+
+Registered: `gradient-penalty`, `r1`, `r2`, `weight-clipping`, `spectral-norm`, `label-smoothing`,
+`feature-matching`, `minibatch-discrimination`, `virtual-batch-norm`. Critics built by bench.nets
+expose `features(x) -> (batch, F)` and `head(features) -> outputs` with
+`forward(x) == head(features(x))`; feature matching relies on it.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ TRICKS: Registry[TrickEntry] = Registry("trick")
 
 
 def register_trick(name: str, *, description: str, build: Callable[..., Trick], **option_defaults: Any) -> TrickEntry:
+    """Register `build(**options) -> Trick` under `name` with its option defaults (duplicates refused)."""
     return TRICKS.register(name, TrickEntry(name, description, build, dict(option_defaults)))
 
 
@@ -81,11 +87,34 @@ def get_trick(name: str, **options: Any) -> Trick:
     return TRICKS.get(name)(**options)
 
 
+def _non_negative(trick: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"trick {trick!r}: option {key}={value!r} must be a number >= 0")
+    return float(value)
+
+
+def _positive(trick: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"trick {trick!r}: option {key}={value!r} must be a number > 0")
+    return float(value)
+
+
+def squared_gradient_norm(critic: nn.Module, x: Tensor) -> Tensor:
+    """||grad_x sum_outputs C(x)||^2 per sample, shape (batch,), for x of shape (batch, ...).
+
+    x is detached first, so the gradient is taken at the samples' values; the graph is kept
+    (create_graph) so a penalty on it trains the critic.
+    """
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1)
+
+
 class GradientPenalty(Trick):
     """WGAN-GP: weight * E[(||grad C(x_hat)||_2 - 1)^2] at x_hat = e*x_r + (1-e)*x_f, e ~ U(0,1) per sample."""
 
     def __init__(self, weight: float) -> None:
-        self.weight = weight
+        self.weight = _non_negative("gradient-penalty", "weight", weight)
 
     def critic_term(self, inputs: TrickInputs) -> Tensor:
         x_real, x_fake = inputs.x_real.detach(), inputs.x_fake.detach()
@@ -103,4 +132,156 @@ register_trick(
     description="WGAN-GP's two-sided penalty on the critic's gradient norm at real/fake interpolates",
     build=GradientPenalty,
     weight=10.0,
+)
+
+
+class R1Penalty(Trick):
+    """R1: gamma/2 * E||grad_x C(x_r)||^2 on the real batch (Mescheder et al. 2018).
+
+    For a multi-output critic the gradient is that of the sum of the outputs.
+    """
+
+    def __init__(self, gamma: float) -> None:
+        self.gamma = _non_negative("r1", "gamma", gamma)
+
+    def critic_term(self, inputs: TrickInputs) -> Tensor:
+        return 0.5 * self.gamma * squared_gradient_norm(inputs.critic, inputs.x_real).mean()
+
+
+class R2Penalty(Trick):
+    """R2: gamma/2 * E||grad_x C(x_f)||^2 on the fake batch (as R1, at the generator's samples)."""
+
+    def __init__(self, gamma: float) -> None:
+        self.gamma = _non_negative("r2", "gamma", gamma)
+
+    def critic_term(self, inputs: TrickInputs) -> Tensor:
+        return 0.5 * self.gamma * squared_gradient_norm(inputs.critic, inputs.x_fake).mean()
+
+
+class WeightClipping(Trick):
+    """WGAN's constraint: every critic parameter clipped to [-clip, clip] after each critic step."""
+
+    def __init__(self, clip: float) -> None:
+        self.clip = _positive("weight-clipping", "clip", clip)
+
+    def after_critic_step(self, critic: nn.Module) -> None:
+        with torch.no_grad():
+            for parameter in critic.parameters():
+                parameter.clamp_(-self.clip, self.clip)
+
+
+class SpectralNorm(Trick):
+    """Spectral normalisation of every critic layer (Miyato et al. 2018): an architecture option."""
+
+    def critic_options(self) -> Mapping[str, Any]:
+        return {"spectral_norm": True}
+
+
+class LabelSmoothing(Trick):
+    """One-sided label smoothing (Salimans et al. 2016): the real target of the sigmoid
+    cross-entropy critic loss becomes 1 - smooth.
+
+    `(1-s)*sp(-C_r) + s*sp(C_r)` equals `sp(-C_r) + s*(sp(C_r) - sp(-C_r)) = sp(-C_r) + s*C_r`, so
+    the term added to the critic loss is `smooth * mean(C_r)`. It is meant for the sigmoid
+    cross-entropy family (sgan, nsgan, mlgan), whose critic loss is `mean sp(-C_r) + mean sp(C_f)`;
+    with any other objective it is just a linear term on C_r and has no label to smooth.
+    """
+
+    def __init__(self, smooth: float) -> None:
+        smooth = _non_negative("label-smoothing", "smooth", smooth)
+        if smooth >= 1:
+            raise ValueError(f"trick 'label-smoothing': option smooth={smooth!r} must be in [0, 1)")
+        self.smooth = smooth
+
+    def critic_term(self, inputs: TrickInputs) -> Tensor:
+        return self.smooth * inputs.c_real.mean()
+
+
+def _critic_features(critic: nn.Module, x: Tensor) -> Tensor:
+    features = getattr(critic, "features", None)
+    if not callable(features):
+        raise TypeError(
+            f"trick 'feature-matching' needs a critic with features(x) -> (batch, F); "
+            f"{type(critic).__name__} has none (critics built by bench.nets have it)"
+        )
+    return features(x).flatten(1)
+
+
+class FeatureMatching(Trick):
+    """Feature matching (Salimans et al. 2016): the generator term
+    `weight * ||mean_batch features(x_r) - mean_batch features(x_f)||_2^2` (summed over the F
+    features of `critic.features`). The real side is computed without a graph: it does not
+    depend on the generator.
+    """
+
+    def __init__(self, weight: float) -> None:
+        self.weight = _non_negative("feature-matching", "weight", weight)
+
+    def generator_term(self, inputs: TrickInputs) -> Tensor:
+        with torch.no_grad():
+            real_mean = _critic_features(inputs.critic, inputs.x_real).mean(dim=0)
+        fake_mean = _critic_features(inputs.critic, inputs.x_fake).mean(dim=0)
+        return self.weight * (real_mean - fake_mean).pow(2).sum()
+
+
+class MinibatchDiscrimination(Trick):
+    """Minibatch discrimination (Salimans et al. 2016): a critic layer that sees similarity across
+    the batch; the layer is built by bench.nets from the architecture option."""
+
+    def critic_options(self) -> Mapping[str, Any]:
+        return {"minibatch_discrimination": True}
+
+
+class VirtualBatchNorm(Trick):
+    """Virtual batch norm (Salimans et al. 2016): the generator normalises with statistics of a
+    fixed reference batch; the layer is built by bench.nets from the architecture option."""
+
+    def generator_options(self) -> Mapping[str, Any]:
+        return {"norm": "virtual-batch"}
+
+
+register_trick(
+    "r1",
+    description="R1 penalty gamma/2 * E||grad C(x_r)||^2 on real samples",
+    build=R1Penalty,
+    gamma=10.0,
+)
+register_trick(
+    "r2",
+    description="R2 penalty gamma/2 * E||grad C(x_f)||^2 on generated samples",
+    build=R2Penalty,
+    gamma=10.0,
+)
+register_trick(
+    "weight-clipping",
+    description="clip every critic parameter to [-clip, clip] after each critic step (WGAN)",
+    build=WeightClipping,
+    clip=0.01,
+)
+register_trick(
+    "spectral-norm",
+    description="spectral normalisation of the critic's layers (SNGAN)",
+    build=SpectralNorm,
+)
+register_trick(
+    "label-smoothing",
+    description="one-sided label smoothing: real target 1 - smooth in the sigmoid cross-entropy critic loss",
+    build=LabelSmoothing,
+    smooth=0.1,
+)
+register_trick(
+    "feature-matching",
+    description="generator term: squared L2 distance between batch means of critic features on real and fake",
+    build=FeatureMatching,
+    weight=1.0,
+)
+register_trick(
+    "minibatch-discrimination",
+    description="a minibatch-discrimination layer in the critic (cross-sample similarity features)",
+    build=MinibatchDiscrimination,
+)
+register_trick(
+    "virtual-batch-norm",
+    description="virtual batch normalisation in the generator (statistics of a fixed reference batch)",
+    build=VirtualBatchNorm,
 )

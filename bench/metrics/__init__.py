@@ -72,3 +72,8 @@ def get_evaluator(name: str) -> Evaluator:
 def metric_directions() -> dict[str, Direction]:
     """metric name -> 'lower' or 'higher' (is better), over every registered evaluator."""
     return {info.name: info.direction for _, ev in EVALUATORS.items() for info in ev.metrics}
+
+
+# evaluators register themselves on import; these lines make every one available with the package
+from bench.metrics import mixture  # noqa: E402,F401
+from bench.metrics.mixture import ModeStats, mixture_mode_stats  # noqa: E402,F401

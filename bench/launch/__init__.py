@@ -1,0 +1,323 @@
+"""Launching a suite's jobs through submitit: in-process (`debug`), as local processes (`local`),
+or as SLURM job arrays (`slurm`); skipping what is complete, resuming what was interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.spec import JobSpec
+from bench.store import JobStore, SuiteStore
+
+COMPLETE = ("done", "diverged")
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where a job flushes its MLflow run when it ends."""
+
+    uri: str
+    experiment: str
+    parent_run_id: str
+    artifact_root: Path | None
+
+
+@dataclass(frozen=True)
+class Paths:
+    results_root: Path
+    data_root: Path
+    cache_dir: Path
+
+
+def default_paths(results_root: Path) -> Paths:
+    """Data and caches live under $BENCH_HOME (default ~/.cache/bench), results where asked."""
+    home = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "bench"))
+    return Paths(results_root=results_root, data_root=home / "data", cache_dir=home / "cache")
+
+
+_stop_requested = threading.Event()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
+
+
+class JobRunner:
+    """The callable submitit pickles: trains one job, records its end, flushes it to MLflow.
+
+    Checkpointable: on preemption or time limit submitit calls `checkpoint`, which resubmits
+    this same runner; the job resumes from its last checkpoint.
+    """
+
+    def __init__(self, spec: JobSpec, suite_dir: Path, paths: Paths, tracking: TrackingTarget | None,
+                 threads: int | None) -> None:
+        self.spec = spec
+        self.suite_dir = Path(suite_dir)
+        self.paths = paths
+        self.tracking = tracking
+        self.threads = threads
+
+    def __call__(self) -> str:
+        import torch
+
+        from bench.train import train
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        store = SuiteStore(self.suite_dir).job(self.spec.job_id)
+        store.path.mkdir(parents=True, exist_ok=True)
+        slurm_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+        if slurm_id:
+            task = os.environ.get("SLURM_ARRAY_TASK_ID")
+            store.write_status(store.read_status()["status"], slurm_job_id=f"{slurm_id}_{task}" if task else slurm_id)
+        previous = None
+        if threading.current_thread() is threading.main_thread() and not slurm_id:
+            previous = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
+        with open(store.log_path, "a", buffering=1) as log_file:
+
+            def log(message: str) -> None:
+                log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+            log(f"job {self.spec.job_id} on {socket.gethostname()} pid {os.getpid()}: "
+                f"{self.spec.objective} / {self.spec.arch} / seed {self.spec.seed}")
+            try:
+                result = train(self.spec, store, data_root=self.paths.data_root, cache_dir=self.paths.cache_dir,
+                               should_stop=stop_requested, log=log)
+                status = result.status
+                log(f"ended {status}" + (f": {result.reason}" if result.reason else ""))
+            except Exception as error:  # the suite goes on; the reason is kept
+                log(traceback.format_exc())
+                reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+                store.write_status("failed", reason=reason)
+                status = "failed"
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+            if status in COMPLETE + ("failed",) and self.tracking is not None:
+                flush_to_mlflow(store, self.tracking, log)
+        return status
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[str], None] = print) -> str | None:
+    """Log a finished job's params, metric rows and samples as the suite's child run (idempotent)."""
+    from bench.tracking import Tracker
+
+    spec = store.read_spec()
+    status = store.read_status()
+    if spec is None:
+        return None
+    try:
+        tracker = Tracker(tracking.uri, tracking.experiment, tracking.artifact_root)
+        artifacts = sorted(p for p in store.samples_dir.glob("final.*")) if store.samples_dir.exists() else []
+        run_id = tracker.log_job(tracking.parent_run_id, spec.job_id, spec.flat(), store.read_metrics(),
+                                 status["status"], artifacts)
+    except Exception as error:  # tracking is a view of the store: a failure here loses nothing
+        log(f"MLflow logging failed ({type(error).__name__}: {error}); `bench run` retries it")
+        store.write_status(status["status"], mlflow_error=str(error)[:300])
+        return None
+    store.write_status(status["status"], mlflow_run_id=run_id, mlflow_error=None)
+    return run_id
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) -> bool:
+    """Whether a job recorded as running is really running (its process or SLURM job is alive)."""
+    if status.get("status") != "running":
+        return False
+    slurm_job = status.get("slurm_job_id")
+    if slurm_job:
+        state = (slurm_states or {}).get(slurm_job, "")
+        return state.split()[0] in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING",
+                                    "SUSPENDED", "RESIZING") if state else False
+    if status.get("host") != socket.gethostname():
+        return True  # another machine's process: cannot be checked from here, so not touched
+    pid = status.get("pid")
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != os.getpid()
+
+
+@dataclass
+class Plan:
+    """What a `bench run` will do with each job of the grid."""
+
+    complete: list[JobSpec] = field(default_factory=list)
+    live: list[JobSpec] = field(default_factory=list)
+    resume: list[JobSpec] = field(default_factory=list)
+    fresh: list[JobSpec] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[JobSpec]:
+        return self.resume + self.fresh
+
+
+def plan_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore,
+              slurm_states: dict[str, str] | None = None) -> Plan:
+    plan = Plan()
+    for job in jobs:
+        store = suite_store.job(job.job_id)
+        status = store.read_status()
+        if status["status"] in COMPLETE:
+            plan.complete.append(job)
+        elif is_live(status, slurm_states):
+            plan.live.append(job)
+        elif store.path.joinpath("checkpoint.pt").exists():
+            plan.resume.append(job)
+        else:
+            plan.fresh.append(job)
+    return plan
+
+
+def changed_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore, axes: Sequence[str]) -> list[str]:
+    """Jobs of the grid whose grid position already has results under a different spec: their
+    differences, one block per job (empty when none). Such a rerun would mix two experiments."""
+    def position(flat: dict[str, str]) -> tuple[str, ...]:
+        keys = ["objective", "arch", "seed"] + sorted(
+            {"lr": "lr_g"}.get(axis, axis) for axis in axes if axis not in ("objective", "arch", "seed"))
+        return tuple(flat.get(key, "") for key in keys)
+
+    stored: dict[tuple[str, ...], JobSpec] = {}
+    for job_id in suite_store.job_ids():
+        spec = suite_store.job(job_id).read_spec()
+        if spec is not None:
+            stored[position(spec.flat())] = spec
+    messages = []
+    for job in jobs:
+        old = stored.get(position(job.flat()))
+        if old is not None and old.job_id != job.job_id:
+            diff = "; ".join(old.diff(job))
+            messages.append(f"job {old.job_id} ({job.objective}/{job.arch}/seed {job.seed}) changed: {diff}")
+    return messages
+
+
+def default_threads(executor: str, max_parallel: int) -> int:
+    """Torch threads per job so that parallel jobs do not oversubscribe the cores."""
+    cores = os.cpu_count() or 1
+    if executor == "local":
+        return max(1, cores // max_parallel)
+    return cores if executor == "debug" else 1
+
+
+class Progress:
+    """A suite-level progress bar: done / running / failed and an ETA from finished jobs."""
+
+    def __init__(self, total: int, already: int, name: str, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=already, desc=name, unit="job", disable=not enabled,
+                        file=sys.stderr, dynamic_ncols=True)
+        self.counts = {"done": already, "diverged": 0, "failed": 0, "running": 0}
+
+    def update(self, *, finished: dict[str, int], running: int) -> None:
+        advanced = sum(finished.values())
+        for key, value in finished.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+        self.counts["running"] = running
+        self.bar.set_postfix_str(
+            f"done {self.counts['done']} diverged {self.counts['diverged']} failed {self.counts['failed']} "
+            f"running {running}", refresh=False)
+        self.bar.update(advanced)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def launch(
+    jobs: Sequence[JobSpec],
+    *,
+    suite_dir: Path,
+    paths: Paths,
+    tracking: TrackingTarget | None,
+    executor: str,
+    max_parallel: int,
+    threads: int | None,
+    progress: bool = True,
+    profile: Any = None,
+    wait: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Run `jobs` with the named executor; returns job_id -> final status ('submitted' when not waited on)."""
+    import submitit
+
+    threads = threads or default_threads(executor, max_parallel)
+    folder = suite_dir / "submitit"
+    runners = [JobRunner(job, suite_dir, paths, tracking, threads) for job in jobs]
+    results: dict[str, str] = {}
+    bar = Progress(len(jobs), 0, suite_dir.name, progress)
+    try:
+        if executor == "debug":
+            debug = submitit.DebugExecutor(folder=folder)
+            for runner in runners:
+                if stop_requested():
+                    break
+                bar.update(finished={}, running=1)
+                status = debug.submit(runner).result()
+                results[runner.spec.job_id] = status
+                bar.update(finished={_bucket(status): 1}, running=0)
+        elif executor == "local":
+            local = submitit.LocalExecutor(folder=folder)
+            local.update_parameters(timeout_min=60 * 24 * 7)
+            queue = list(runners)
+            running: list[tuple[JobRunner, Any]] = []
+            while queue or running:
+                while queue and len(running) < max_parallel and not stop_requested():
+                    runner = queue.pop(0)
+                    running.append((runner, local.submit(runner)))
+                finished: dict[str, int] = {}
+                for runner, job in list(running):
+                    if job.done():
+                        running.remove((runner, job))
+                        status = _local_result(job, runner, suite_dir)
+                        results[runner.spec.job_id] = status
+                        finished[_bucket(status)] = finished.get(_bucket(status), 0) + 1
+                bar.update(finished=finished, running=len(running))
+                if stop_requested() and not running:
+                    break
+                time.sleep(0.5)
+        elif executor == "slurm":
+            from bench.launch import slurm
+
+            results = slurm.submit_array(runners, folder=folder, profile=profile, wait=wait, bar=bar, echo=echo)
+        else:
+            raise ValueError(f"unknown executor {executor!r}; valid: debug, local, slurm")
+    finally:
+        bar.close()
+    return results
+
+
+def _bucket(status: str) -> str:
+    return status if status in ("done", "diverged", "failed") else "failed" if status != "pending" else "done"
+
+
+def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> str:
+    try:
+        return str(job.result())
+    except Exception as error:  # the process died (killed, out of memory): record why
+        store = SuiteStore(suite_dir).job(runner.spec.job_id)
+        if store.read_status()["status"] not in COMPLETE:
+            reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
+            store.write_status("failed", reason=f"job process ended abnormally: {reason}")
+        return store.read_status()["status"]

@@ -1,0 +1,577 @@
+"""Architectures by name: each builds a generator, a critic, an encoder and a pair critic for a data shape.
+
+- `mlp`: the standard toy-GAN multilayer perceptrons, for flat data such as the 2-D mixtures (shape (2,)).
+- `dcgan`: the DCGAN of the tutorial in shared seed 003 (ConvTranspose/BatchNorm/ReLU generator ending in
+  tanh, Conv/BatchNorm/LeakyReLU(0.2) critic), for square 28, 32 or 64 px images with 1 or 3 channels.
+
+Every critic exposes `features(x) -> (B, F)` and `head(f) -> (B,)` (or (B, critic_outputs)), with
+`forward(x) == head(features(x))`; outputs are raw logits. Options common to every architecture:
+`spectral_norm` (every conv/linear of the critic parametrised by torch's spectral norm, and the
+critic's batch norm dropped, as in SNGAN), `minibatch_discrimination` (Salimans et al. 2016, a layer
+inside the head), `norm` for the generator (`batch`, `virtual-batch`, `none`) and `critic_norm`.
+
+Weights are drawn from torch's global RNG only, so the training loop's seed fixes the networks. The
+virtual batch norm reference batch is drawn from its own fixed-seed generator and leaves the global
+RNG untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from bench.registry import Registry
+
+__all__ = [
+    "ARCHS",
+    "Architecture",
+    "Critic",
+    "Generator",
+    "MinibatchDiscrimination",
+    "OptionSpec",
+    "PairCritic",
+    "VirtualBatchNorm",
+    "arch_option_defaults",
+    "arch_supports",
+    "build_critic",
+    "build_encoder",
+    "build_generator",
+    "build_pair_critic",
+    "default_latent_dim",
+    "list_archs",
+    "parameter_count",
+    "resolve_options",
+]
+
+# The virtual batch norm reference batch: drawn once per network from this seed, N(0, 1) like z.
+VBN_REFERENCE_SEED = 0
+VBN_REFERENCE_SIZE = 64
+
+DataShape = tuple[int, ...]
+
+
+# --- options ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a registered part: its default and what values are valid.
+
+    `kind` is the Python type a value must have (bool is not accepted as int); `choices`, when
+    given, lists the only valid values; `minimum` bounds numbers from below.
+    """
+
+    default: Any
+    kind: type
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    description: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """None if `value` is valid, else what is wrong with it."""
+        if self.default is None and value is None:
+            return None
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
+            return f"must be {self.kind.__name__}, got {type(value).__name__}"
+        if self.choices is not None and value not in self.choices:
+            return "valid: " + ", ".join(str(choice) for choice in self.choices)
+        if self.minimum is not None and value < self.minimum:
+            return f"must be >= {self.minimum:g}"
+        return None
+
+
+def resolve_options(
+    kind: str, name: str, specs: Mapping[str, OptionSpec], options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`options` merged over the defaults in `specs`, every key and value checked.
+
+    Raises ValueError naming every unknown option (with the valid ones and their defaults) and
+    every bad value (with its valid values), all at once.
+    """
+    options = dict(options or {})
+    problems = []
+    unknown = sorted(set(options) - set(specs))
+    if unknown:
+        valid = ", ".join(f"{key}={spec.default!r}" for key, spec in specs.items()) or "none"
+        problems.append(f"{kind} {name!r} has no option(s) {', '.join(unknown)}; valid (with defaults): {valid}")
+    for key in specs:
+        if key in options:
+            problem = specs[key].problem(options[key])
+            if problem is not None:
+                problems.append(f"{kind} {name!r} option {key}={options[key]!r} is invalid; {problem}")
+    if problems:
+        raise ValueError("\n".join(problems))
+    resolved = {key: options.get(key, spec.default) for key, spec in specs.items()}
+    for key, spec in specs.items():
+        if spec.kind is float and resolved[key] is not None:
+            resolved[key] = float(resolved[key])
+    return resolved
+
+
+# --- layers ---------------------------------------------------------------------------------------
+
+
+class VirtualBatchNorm(nn.Module):
+    """Virtual batch norm (Salimans et al. 2016), for input whose first `reference_size` rows are the
+    activations of a fixed reference batch.
+
+    Reference rows are normalised with the reference batch's statistics; every other example with
+    statistics of the reference batch plus itself (weight 1/(reference_size + 1) on itself). Per
+    channel: input (N, C) or (N, C, H, W), statistics over the batch and the spatial dimensions.
+    Train and eval modes behave the same.
+    """
+
+    def __init__(self, num_features: int, reference_size: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.reference_size = reference_size
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, h: Tensor) -> Tensor:
+        size = self.reference_size
+        spatial = tuple(range(2, h.dim()))
+        view = (1, -1) + (1,) * len(spatial)
+        reference, batch = h[:size], h[size:]
+        ref_mean = reference.mean(dim=(0, *spatial))
+        ref_meansq = reference.pow(2).mean(dim=(0, *spatial))
+        new = 1.0 / (size + 1)
+        if spatial:
+            own_mean, own_meansq = batch.mean(dim=spatial), batch.pow(2).mean(dim=spatial)
+        else:
+            own_mean, own_meansq = batch, batch.pow(2)
+        mean = (1 - new) * ref_mean + new * own_mean  # (B, C)
+        meansq = (1 - new) * ref_meansq + new * own_meansq
+        ref_var = ref_meansq - ref_mean.pow(2)
+        var = meansq - mean.pow(2)
+        out_ref = (reference - ref_mean.view(view)) / torch.sqrt(ref_var.view(view) + self.eps)
+        out = (batch - mean.view(*mean.shape, *(1,) * len(spatial))) / torch.sqrt(
+            var.view(*var.shape, *(1,) * len(spatial)) + self.eps
+        )
+        return torch.cat([out_ref, out]) * self.weight.view(view) + self.bias.view(view)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016): f (B, F) -> cat(f, o) (B, F + kernels).
+
+    M = f @ T with T (F, kernels, kernel_dims); o[i, k] = sum_{j != i} exp(-||M[i, k] - M[j, k]||_1),
+    so a batch of near-identical samples gives large o. T ~ N(0, 0.05) as in the paper's code (the
+    tutorial's N(0, 1) makes every distance so large that o is 0 for features of any width).
+    """
+
+    def __init__(self, in_features: int, kernels: int, kernel_dims: int) -> None:
+        super().__init__()
+        self.kernels = kernels
+        self.kernel_dims = kernel_dims
+        self.T = nn.Parameter(torch.empty(in_features, kernels * kernel_dims))
+        nn.init.normal_(self.T, 0.0, 0.05)
+
+    def forward(self, f: Tensor) -> Tensor:
+        m = (f @ self.T).view(f.shape[0], self.kernels, self.kernel_dims).transpose(0, 1)  # (K, B, D)
+        distances = torch.cdist(m, m, p=1)  # (K, B, B)
+        similarity = torch.exp(-distances).sum(dim=2) - 1.0  # minus exp(0) of each sample with itself
+        return torch.cat([f, similarity.transpose(0, 1)], dim=1)
+
+
+class _Head(nn.Module):
+    """features (B, F) -> logits (B,) when outputs == 1 else (B, outputs); optional minibatch layer first."""
+
+    def __init__(self, in_features: int, outputs: int, options: Mapping[str, Any], bias: bool) -> None:
+        super().__init__()
+        self.outputs = outputs
+        if options["minibatch_discrimination"]:
+            self.minibatch = MinibatchDiscrimination(
+                in_features, options["minibatch_kernels"], options["minibatch_kernel_dims"]
+            )
+            in_features += options["minibatch_kernels"]
+        else:
+            self.minibatch = None
+        self.linear = nn.Linear(in_features, outputs, bias=bias)
+
+    def forward(self, f: Tensor) -> Tensor:
+        if self.minibatch is not None:
+            f = self.minibatch(f)
+        logits = self.linear(f)
+        return logits.squeeze(1) if self.outputs == 1 else logits
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) -> x (B, *data_shape). With virtual batch norm, a fixed reference batch of z
+    (a buffer, drawn from seed VBN_REFERENCE_SEED) runs through the network beside every batch."""
+
+    def __init__(self, net: nn.Module, latent_dim: int, data_shape: DataShape, virtual_batch: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.latent_dim = latent_dim
+        self.data_shape = tuple(data_shape)
+        if virtual_batch:
+            reference = torch.Generator().manual_seed(VBN_REFERENCE_SEED)
+            self.register_buffer("reference_z", torch.randn(VBN_REFERENCE_SIZE, latent_dim, generator=reference))
+        else:
+            self.register_buffer("reference_z", None)
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.reference_z is None:
+            return self.net(z)
+        size = self.reference_z.shape[0]
+        return self.net(torch.cat([self.reference_z.to(z.dtype), z]))[size:]
+
+
+class Critic(nn.Module):
+    """x (B, *data_shape) -> logits; `features(x)` (B, F) and `head(f)` (B,) or (B, critic_outputs)."""
+
+    def __init__(self, trunk: nn.Module, head: _Head) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class PairCritic(nn.Module):
+    """T(x, z) for BiGAN-QP: x (B, *data_shape), z (B, latent_dim) -> logits (B,).
+
+    `features(x, z)` (B, F) joins an x branch and a z branch; `head(f)` (B,)."""
+
+    def __init__(self, x_branch: nn.Module, z_branch: nn.Module, joint: nn.Module, head: _Head) -> None:
+        super().__init__()
+        self.x_branch = x_branch
+        self.z_branch = z_branch
+        self.joint = joint
+        self.head = head
+
+    def features(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.joint(torch.cat([self.x_branch(x), self.z_branch(z)], dim=1))
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.head(self.features(x, z))
+
+
+def _apply_spectral_norm(module: nn.Module) -> None:
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            _spectral_norm(layer)
+
+
+def _activation(name: str) -> nn.Module:
+    return nn.ReLU() if name == "relu" else nn.LeakyReLU(0.2)
+
+
+def _generator_norm(kind: str, features: int, dims: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(features) if dims == 1 else nn.BatchNorm2d(features)
+    if kind == "virtual-batch":
+        return VirtualBatchNorm(features, VBN_REFERENCE_SIZE)
+    return nn.Identity()
+
+
+def _critic_norm(options: Mapping[str, Any], features: int, dims: int) -> nn.Module:
+    """The critic's normalisation layer; none under spectral norm, as SNGAN."""
+    kind = "none" if options["spectral_norm"] else options["critic_norm"]
+    if kind == "batch":
+        return nn.BatchNorm1d(features) if dims == 1 else nn.BatchNorm2d(features)
+    if kind == "layer":
+        return nn.LayerNorm(features) if dims == 1 else nn.GroupNorm(1, features)
+    return nn.Identity()
+
+
+def _uses_critic_norm(options: Mapping[str, Any]) -> bool:
+    return not options["spectral_norm"] and options["critic_norm"] != "none"
+
+
+def _finish_critic(critic: nn.Module, options: Mapping[str, Any]) -> nn.Module:
+    if options["spectral_norm"]:
+        _apply_spectral_norm(critic)
+    return critic
+
+
+# --- architecture entries -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry. Builders take (data_shape, width-like int, resolved options)."""
+
+    name: str
+    description: str
+    options: Mapping[str, OptionSpec]
+    supports: Callable[[DataShape], str | None]
+    latent_dim: Callable[[DataShape], int]
+    generator: Callable[[DataShape, int, Mapping[str, Any]], nn.Module]
+    critic: Callable[[DataShape, int, Mapping[str, Any]], nn.Module]
+    encoder: Callable[[DataShape, int, Mapping[str, Any]], nn.Module]
+    pair_critic: Callable[[DataShape, int, Mapping[str, Any]], nn.Module]
+
+
+ARCHS: Registry[Architecture] = Registry("architecture")
+
+
+def _common_options(generator_norm: str, critic_norm: str) -> dict[str, OptionSpec]:
+    return {
+        "norm": OptionSpec(generator_norm, str, ("batch", "virtual-batch", "none"), description="generator normalisation"),
+        "critic_norm": OptionSpec(critic_norm, str, ("batch", "layer", "none"), description="critic normalisation (none under spectral_norm)"),
+        "spectral_norm": OptionSpec(False, bool, description="spectral norm on every critic conv/linear"),
+        "minibatch_discrimination": OptionSpec(False, bool, description="minibatch discrimination before the critic's output layer"),
+        "minibatch_kernels": OptionSpec(100, int, minimum=1, description="minibatch discrimination kernels"),
+        "minibatch_kernel_dims": OptionSpec(5, int, minimum=1, description="dimensions per minibatch kernel"),
+    }
+
+
+# mlp ----------------------------------------------------------------------------------------------
+
+
+def _mlp_supports(data_shape: DataShape) -> str | None:
+    if len(data_shape) != 1:
+        return f"mlp takes flat vectors of shape (D,), e.g. the 2-D mixtures (2,); got {tuple(data_shape)}"
+    return None
+
+
+def _mlp_trunk(in_features: int, options: Mapping[str, Any], norm: Callable[[int], nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(options["depth"]):
+        layers += [nn.Linear(in_features, options["width"]), norm(options["width"]), _activation(options["activation"])]
+        in_features = options["width"]
+    return nn.Sequential(*layers)
+
+
+def _mlp_generator(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk = _mlp_trunk(latent_dim, options, lambda n: _generator_norm(options["norm"], n, 1))
+    net = nn.Sequential(*trunk, nn.Linear(options["width"], data_shape[0]))
+    return Generator(net, latent_dim, data_shape, options["norm"] == "virtual-batch")
+
+
+def _mlp_critic(data_shape: DataShape, critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk = _mlp_trunk(data_shape[0], options, lambda n: _critic_norm(options, n, 1))
+    return _finish_critic(Critic(trunk, _Head(options["width"], critic_outputs, options, bias=True)), options)
+
+
+def _mlp_encoder(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk = _mlp_trunk(data_shape[0], options, lambda n: nn.Identity())
+    return nn.Sequential(*trunk, nn.Linear(options["width"], latent_dim))
+
+
+def _mlp_pair_critic(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    joint = _mlp_trunk(data_shape[0] + latent_dim, options, lambda n: _critic_norm(options, n, 1))
+    critic = PairCritic(nn.Identity(), nn.Identity(), joint, _Head(options["width"], 1, options, bias=True))
+    return _finish_critic(critic, options)
+
+
+ARCHS.register(
+    "mlp",
+    Architecture(
+        name="mlp",
+        description="toy-GAN multilayer perceptrons for flat (D,) data such as the 2-D mixtures",
+        options=MappingProxyType({
+            "width": OptionSpec(128, int, minimum=1, description="hidden units per layer"),
+            "depth": OptionSpec(3, int, minimum=1, description="hidden layers"),
+            "activation": OptionSpec("relu", str, ("relu", "leaky_relu"), description="hidden activation (leaky slope 0.2)"),
+            **_common_options(generator_norm="none", critic_norm="none"),
+        }),
+        supports=_mlp_supports,
+        latent_dim=lambda data_shape: 2,
+        generator=_mlp_generator,
+        critic=_mlp_critic,
+        encoder=_mlp_encoder,
+        pair_critic=_mlp_pair_critic,
+    ),
+)
+
+
+# dcgan --------------------------------------------------------------------------------------------
+
+_DCGAN_RESOLUTIONS = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # px -> (base size, stride-2 layers)
+
+
+def _dcgan_supports(data_shape: DataShape) -> str | None:
+    shape = tuple(data_shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        return f"dcgan takes square images (C, H, W); got {shape}"
+    if shape[0] not in (1, 3):
+        return f"dcgan takes 1 or 3 channels; got {shape[0]} in {shape}"
+    if shape[1] not in _DCGAN_RESOLUTIONS:
+        return f"dcgan takes 28, 32 or 64 px images; got {shape[1]} px in {shape}"
+    return None
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """The tutorial's weights_init: N(0, 0.02) for conv (and, as in the DCGAN paper, linear) weights,
+    N(1, 0.02) for normalisation scales."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+        elif isinstance(layer, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, VirtualBatchNorm)):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+
+
+def _dcgan_conv_trunk(data_shape: DataShape, width: int, norm: Callable[[int], nn.Module], bias: bool) -> tuple[nn.Sequential, int]:
+    """Conv(4, 2, 1) layers: C x R x R -> (width * 2^(n-1)) x base x base, flattened; returns (trunk, F)."""
+    base, layers = _DCGAN_RESOLUTIONS[data_shape[1]]
+    modules: list[nn.Module] = []
+    channels_in = data_shape[0]
+    for index in range(layers):
+        channels_out = width * 2**index
+        modules.append(nn.Conv2d(channels_in, channels_out, 4, 2, 1, bias=bias))
+        if index > 0:  # the tutorial leaves the first layer unnormalised
+            modules.append(norm(channels_out))
+        modules.append(nn.LeakyReLU(0.2))
+        channels_in = channels_out
+    modules.append(nn.Flatten())
+    return nn.Sequential(*modules), channels_in * base * base
+
+
+def _dcgan_generator(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    base, layers = _DCGAN_RESOLUTIONS[data_shape[1]]
+    width, norm = options["width"], options["norm"]
+    bias = norm == "none"
+    channels = width * 2 ** (layers - 1)
+    modules: list[nn.Module] = [
+        nn.Unflatten(1, (latent_dim, 1, 1)),
+        nn.ConvTranspose2d(latent_dim, channels, base, 1, 0, bias=bias),
+        _generator_norm(norm, channels, 2),
+        nn.ReLU(),
+    ]
+    for _ in range(layers - 1):
+        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=bias), _generator_norm(norm, channels // 2, 2), nn.ReLU()]
+        channels //= 2
+    modules += [nn.ConvTranspose2d(channels, data_shape[0], 4, 2, 1, bias=False), nn.Tanh()]
+    generator = Generator(nn.Sequential(*modules), latent_dim, data_shape, norm == "virtual-batch")
+    _dcgan_init(generator)
+    return generator
+
+
+def _dcgan_critic(data_shape: DataShape, critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+    bias = not _uses_critic_norm(options)
+    trunk, features = _dcgan_conv_trunk(data_shape, options["width"], lambda n: _critic_norm(options, n, 2), bias)
+    # the tutorial's last Conv(k=base, s=1, p=0) over a base x base map is this linear layer on the flattened map
+    critic = Critic(trunk, _Head(features, critic_outputs, options, bias=False))
+    _dcgan_init(critic)
+    return _finish_critic(critic, options)
+
+
+def _dcgan_encoder(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk, features = _dcgan_conv_trunk(data_shape, options["width"], nn.BatchNorm2d, bias=False)
+    encoder = nn.Sequential(*trunk, nn.Linear(features, latent_dim))
+    _dcgan_init(encoder)
+    return encoder
+
+
+def _dcgan_pair_critic(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    bias = not _uses_critic_norm(options)
+    x_branch, x_features = _dcgan_conv_trunk(data_shape, options["width"], lambda n: _critic_norm(options, n, 2), bias)
+    hidden = 8 * options["width"]
+    z_branch = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2))
+    joint = nn.Sequential(nn.Linear(x_features + hidden, hidden), nn.LeakyReLU(0.2))
+    critic = PairCritic(x_branch, z_branch, joint, _Head(hidden, 1, options, bias=False))
+    _dcgan_init(critic)
+    return _finish_critic(critic, options)
+
+
+ARCHS.register(
+    "dcgan",
+    Architecture(
+        name="dcgan",
+        description="DCGAN (the seed tutorial's): ConvTranspose/BN/ReLU generator, Conv/BN/LeakyReLU critic; 28/32/64 px, 1 or 3 channels",
+        options=MappingProxyType({
+            "width": OptionSpec(64, int, minimum=1, description="ngf = ndf, channels of the widest-resolution layer"),
+            **_common_options(generator_norm="batch", critic_norm="batch"),
+        }),
+        supports=_dcgan_supports,
+        latent_dim=lambda data_shape: 100,
+        generator=_dcgan_generator,
+        critic=_dcgan_critic,
+        encoder=_dcgan_encoder,
+        pair_critic=_dcgan_pair_critic,
+    ),
+)
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+
+def _prepare(arch: str, data_shape: DataShape, options: Mapping[str, Any] | None) -> tuple[Architecture, dict[str, Any]]:
+    entry = ARCHS.get(arch)
+    resolved = resolve_options("architecture", arch, entry.options, options)
+    reason = entry.supports(tuple(data_shape))
+    if reason is not None:
+        raise ValueError(reason)
+    return entry, resolved
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def build_generator(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    """Generator z (B, latent_dim) -> x (B, *data_shape): tanh output in [-1, 1] for images, linear for flat data.
+
+    Raises UnknownNameError for an unknown arch, ValueError for unknown/bad options or an unsupported shape.
+    """
+    entry, resolved = _prepare(arch, data_shape, options)
+    _check_positive("latent_dim", latent_dim)
+    return entry.generator(tuple(data_shape), latent_dim, resolved)
+
+
+def build_critic(arch: str, *, data_shape: tuple[int, ...], critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+    """Critic x (B, *data_shape) -> raw logits (B,) when critic_outputs == 1 else (B, critic_outputs).
+
+    Has `features(x) -> (B, F)` and `head(f)`, with forward(x) == head(features(x)).
+    """
+    entry, resolved = _prepare(arch, data_shape, options)
+    _check_positive("critic_outputs", critic_outputs)
+    return entry.critic(tuple(data_shape), critic_outputs, resolved)
+
+
+def build_encoder(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    """Encoder x (B, *data_shape) -> z (B, latent_dim), linear output (BiGAN-QP's E)."""
+    entry, resolved = _prepare(arch, data_shape, options)
+    _check_positive("latent_dim", latent_dim)
+    return entry.encoder(tuple(data_shape), latent_dim, resolved)
+
+
+def build_pair_critic(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    """Pair critic T(x, z): x (B, *data_shape), z (B, latent_dim) -> raw logits (B,) (BiGAN-QP).
+
+    Has `features(x, z) -> (B, F)` and `head(f) -> (B,)`; critic options (spectral_norm, ...) apply.
+    """
+    entry, resolved = _prepare(arch, data_shape, options)
+    _check_positive("latent_dim", latent_dim)
+    return entry.pair_critic(tuple(data_shape), latent_dim, resolved)
+
+
+def arch_supports(arch: str, data_shape: tuple[int, ...]) -> str | None:
+    """None if `arch` can model data of `data_shape`, else a one-line reason. Unknown arch: UnknownNameError."""
+    return ARCHS.get(arch).supports(tuple(data_shape))
+
+
+def arch_option_defaults(arch: str) -> dict[str, Any]:
+    """Every option of `arch` with its default."""
+    return {key: spec.default for key, spec in ARCHS.get(arch).options.items()}
+
+
+def list_archs() -> list[tuple[str, str]]:
+    """(name, description) of every registered architecture, in registration order."""
+    return [(name, entry.description) for name, entry in ARCHS.items()]
+
+
+def default_latent_dim(arch: str, data_shape: tuple[int, ...]) -> int:
+    """The latent size `arch` uses unless a suite says otherwise (mlp: 2, dcgan: 100 as the tutorial's nz)."""
+    return ARCHS.get(arch).latent_dim(tuple(data_shape))
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable scalars in `module`."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+

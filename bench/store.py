@@ -1,0 +1,402 @@
+"""The results folder: one suite's jobs, their status, metrics, checkpoints and samples, on disk.
+
+Layout (fixed; every stage reads what the stage before wrote, so each can be rerun alone)::
+
+    results/<suite>/suite.yaml                   the suite as resolved and run
+    results/<suite>/jobs/<job_id>/spec.json      {"job_id": ..., "spec": JobSpec.to_dict()}
+    results/<suite>/jobs/<job_id>/status.json    status, reason, step, attempts, timestamps, timings
+    results/<suite>/jobs/<job_id>/metrics.csv    long rows: job_id,step,wall_s,metric,value
+    results/<suite>/jobs/<job_id>/checkpoint.pt
+    results/<suite>/jobs/<job_id>/samples/       step_000500.png ..., final.npy or final.png
+    results/<suite>/jobs/<job_id>/log.txt        the job's own progress log
+
+Every write goes to a temporary file in the same folder, is fsynced and then moved over the
+target with `os.replace`, so a reader (or a job killed mid-write) sees either the old file or
+the new one, never a torn one. This module knows nothing of MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import pandas as pd
+
+from bench.spec import JobSpec
+
+
+class Status(str, Enum):
+    """A job's state. `done` and `diverged` are complete (a rerun skips them); `failed` is retried."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+COMPLETE_STATUSES = frozenset({Status.DONE, Status.DIVERGED})
+TERMINAL_STATUSES = frozenset({Status.DONE, Status.DIVERGED, Status.FAILED})
+
+# keys of status.json besides job_id/status/reason/step, settable through write_status(**fields)
+STATUS_FIELDS = (
+    "attempts", "started_at", "updated_at", "finished_at", "train_s", "eval_s", "mlflow_run_id", "mlflow_error",
+    "pid", "host", "slurm_job_id",
+)
+
+METRIC_COLUMNS = ("job_id", "step", "wall_s", "metric", "value")
+_METRICS_HEADER = ",".join(METRIC_COLUMNS) + "\n"
+METRIC_DTYPES = {"job_id": "object", "step": "int64", "wall_s": "float64", "metric": "object", "value": "float64"}
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class SpecChangedError(ValueError):
+    """A job folder holds a spec that differs from the one being run; the message lists the diff."""
+
+
+class MetricRow(NamedTuple):
+    """One long metric row. `step` counts generator updates; `wall_s` is seconds since the job started."""
+
+    job_id: str
+    step: int
+    wall_s: float
+    metric: str
+    value: float
+
+
+def parse_status(status: Status | str) -> Status:
+    """`status` as a Status; an unknown value raises ValueError naming the valid ones."""
+    try:
+        return Status(status)
+    except ValueError:
+        valid = ", ".join(s.value for s in Status)
+        raise ValueError(f"unknown job status {status!r}; valid: {valid}") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def atomic_write(path: Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+    """Write `path` through `write(file)` atomically: temp file in the same folder, fsync, os.replace.
+
+    If `write` raises, the temporary file is removed and the previous content of `path` is intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # makes the rename itself durable; not every platform can open a folder
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON to `path` atomically (a value JSON cannot encode leaves `path` intact)."""
+
+    def write(f: IO[str]) -> None:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+
+    atomic_write(path, write)
+
+
+def empty_metrics() -> pd.DataFrame:
+    """A metrics table with no rows and the right columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES[c]) for c in METRIC_COLUMNS})
+
+
+class JobStore:
+    """One job's folder, `results/<suite>/jobs/<job_id>/`. Nothing is created until the first write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.job_id = self.path.name
+
+    def __repr__(self) -> str:
+        return f"JobStore({str(self.path)!r})"
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def samples_dir(self) -> Path:
+        """Folder for sample images/points (`step_000500.png`, `final.npy`); not created by reading this."""
+        return self.path / "samples"
+
+    @property
+    def log_path(self) -> Path:
+        """The job's own progress log, `log.txt`."""
+        return self.path / "log.txt"
+
+    # ---- spec --------------------------------------------------------------------------------
+    def write_spec(self, spec: JobSpec) -> None:
+        """Store `spec` as spec.json; its job id must be this folder's name."""
+        if spec.job_id != self.job_id:
+            raise ValueError(f"spec has job_id {spec.job_id!r} but the job folder is {self.path}")
+        atomic_write_json(self.spec_path, {"job_id": spec.job_id, "spec": spec.to_dict()})
+
+    def read_spec(self) -> JobSpec | None:
+        """The stored spec, or None when spec.json does not exist."""
+        try:
+            data = json.loads(self.spec_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        try:
+            return JobSpec.from_dict(data["spec"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{self.spec_path}: not a valid stored job spec ({error})") from error
+
+    def check_spec(self, spec: JobSpec) -> None:
+        """Refuse to run `spec` here if a different spec is stored: raises SpecChangedError with the diff.
+
+        Every field counts, `device` included: a job resumed on another device would not compute
+        the same thing. No stored spec passes.
+        """
+        stored = self.read_spec()
+        if stored is None or stored == spec:
+            return
+        lines = stored.diff(spec)
+        raise SpecChangedError(
+            f"{self.spec_path}: the stored spec differs from the one being run "
+            f"(stored -> new):\n  " + "\n  ".join(lines) + "\nremove the job folder to start it afresh"
+        )
+
+    # ---- status ------------------------------------------------------------------------------
+    def read_status(self) -> dict[str, Any]:
+        """status.json as a dict with every key; a job with no status file is `pending`."""
+        status: dict[str, Any] = {"job_id": self.job_id, "status": Status.PENDING.value, "reason": None, "step": None}
+        status.update({key: None for key in STATUS_FIELDS})
+        status["attempts"] = 0
+        try:
+            stored = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return status
+        status.update(stored)
+        return status
+
+    def write_status(
+        self, status: Status | str, *, reason: str | None = None, step: int | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Merge a new status into status.json and return the whole record.
+
+        `reason` describes the status: a change of status replaces the previous reason (with
+        None when none is given); writing the same status again keeps it unless a new one is
+        given, so `write_status(current, mlflow_run_id=...)` only adds fields. `step`
+        (generator steps done) is kept from before when None. `fields` may set any of
+        STATUS_FIELDS (`train_s`, `eval_s` in seconds, `mlflow_run_id`, ...). Timestamps are ISO
+        8601 UTC: `updated_at` on every write, `started_at` at the first `running`,
+        `finished_at` when the status becomes done/diverged/failed (cleared on `running`).
+        Entering `running` from any other status adds one to `attempts` unless `attempts` is given.
+        """
+        new = parse_status(status)
+        unknown = sorted(set(fields) - set(STATUS_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown status field(s) {', '.join(unknown)}; valid: {', '.join(STATUS_FIELDS)}")
+        record = self.read_status()
+        previous = parse_status(record["status"])
+        now = _now()
+        record["status"] = new.value
+        if new is not previous or reason is not None:
+            record["reason"] = reason
+        if step is not None:
+            record["step"] = int(step)
+        if new is Status.RUNNING:
+            if previous is not Status.RUNNING and "attempts" not in fields:
+                record["attempts"] = int(record.get("attempts") or 0) + 1
+            if record.get("started_at") is None:
+                record["started_at"] = now
+            record["finished_at"] = None
+        elif new in TERMINAL_STATUSES and (new is not previous or record.get("finished_at") is None):
+            record["finished_at"] = now
+        record["updated_at"] = now
+        record.update(fields)
+        atomic_write_json(self.status_path, record)
+        return record
+
+    def is_complete(self) -> bool:
+        """True when the job is done or diverged (a rerun skips it)."""
+        return parse_status(self.read_status()["status"]) in COMPLETE_STATUSES
+
+    # ---- metrics -----------------------------------------------------------------------------
+    def append_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """Append long metric rows to metrics.csv (the whole file is rewritten atomically).
+
+        Each call rewrites the file, so buffer rows and append them at each evaluation or
+        checkpoint rather than one call per step.
+        """
+        if not rows:
+            return
+        try:
+            existing = self.metrics_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            existing = _METRICS_HEADER
+        atomic_write_text(self.metrics_path, existing + self._format_rows(rows))
+
+    def _format_rows(self, rows: Sequence[MetricRow]) -> str:
+        lines = io.StringIO()
+        writer = csv.writer(lines, lineterminator="\n")
+        for row in rows:
+            job_id, step, wall_s, metric, value = row
+            if job_id != self.job_id:
+                raise ValueError(f"metric row for job {job_id!r} appended to job folder {self.path}")
+            writer.writerow((job_id, int(step), repr(float(wall_s)), metric, repr(float(value))))
+        return lines.getvalue()
+
+    def read_metrics(self) -> pd.DataFrame:
+        """metrics.csv as a DataFrame (columns job_id, step, wall_s, metric, value); empty if absent."""
+        if not self.metrics_path.exists():
+            return empty_metrics()
+        frame = pd.read_csv(self.metrics_path, dtype={"job_id": str, "metric": str}, keep_default_na=False,
+                            na_values={"wall_s": ["nan"], "value": ["nan"]})
+        return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop rows with step > after_step (resuming from a checkpoint taken at `after_step`)."""
+        if not self.metrics_path.exists():
+            return
+        frame = self.read_metrics()
+        kept = frame[frame["step"] <= after_step]
+        if len(kept) == len(frame):
+            return
+        rows = [MetricRow(*row) for row in kept.itertuples(index=False, name=None)]
+        atomic_write_text(self.metrics_path, _METRICS_HEADER + self._format_rows(rows))
+
+    # ---- checkpoint --------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """torch.save `state` to checkpoint.pt atomically (a failed save keeps the previous checkpoint)."""
+        import torch
+
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f), binary=True)
+
+    def load_checkpoint(self, map_location: Any = None) -> dict[str, Any] | None:
+        """The saved checkpoint (tensors moved by `map_location`), or None when there is none.
+
+        Loaded with `weights_only=False`: checkpoints hold RNG states and plain Python values, and
+        are files this harness wrote itself.
+        """
+        import torch
+
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+
+
+class SuiteStore:
+    """One suite's results folder, `results/<suite>/`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"SuiteStore({str(self.root)!r})"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def suite_yaml_path(self) -> Path:
+        return self.root / "suite.yaml"
+
+    def write_suite_yaml(self, text: str) -> None:
+        """Store the suite as resolved and run, `suite.yaml`."""
+        atomic_write_text(self.suite_yaml_path, text)
+
+    def job(self, job_id: str) -> JobStore:
+        """The folder of job `job_id` (a plain name: letters, digits, `_`, `.`, `-`)."""
+        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+            raise ValueError(f"job id {job_id!r} must match {_JOB_ID.pattern}")
+        return JobStore(self.jobs_dir / job_id)
+
+    def job_ids(self) -> list[str]:
+        """Ids of every job folder, sorted."""
+        if not self.jobs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.jobs_dir.iterdir() if p.is_dir() and _JOB_ID.match(p.name))
+
+    def jobs_table(self) -> pd.DataFrame:
+        """One row per job: job_id, status, reason, step, train_s, eval_s, attempts, started_at,
+        finished_at, mlflow_run_id, then every key of `JobSpec.flat()` (str values; missing when a
+        job has no spec). A job folder with a spec but no status is `pending`."""
+        base = ["job_id", "status", "reason", "step", "train_s", "eval_s", "attempts", "started_at",
+                "finished_at", "mlflow_run_id"]
+        rows: list[dict[str, Any]] = []
+        spec_keys: dict[str, None] = {}
+        for job_id in self.job_ids():
+            job = self.job(job_id)
+            status = job.read_status()
+            row = {key: status.get(key) for key in base}
+            spec = job.read_spec()
+            if spec is not None:
+                flat = spec.flat()
+                spec_keys.update(dict.fromkeys(flat))
+                row.update(flat)
+            rows.append(row)
+        table = pd.DataFrame(rows, columns=base + [k for k in spec_keys if k not in base])
+        table["step"] = table["step"].astype("Int64")
+        table["attempts"] = table["attempts"].astype("Int64")
+        table["train_s"] = table["train_s"].astype("float64")
+        table["eval_s"] = table["eval_s"].astype("float64")
+        return table
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Every job's metric rows concatenated (columns job_id, step, wall_s, metric, value;
+        dtypes object, int64, float64, object, float64); jobs with no metrics yet add nothing."""
+        frames = [self.job(job_id).read_metrics() for job_id in self.job_ids()]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return empty_metrics()
+        return pd.concat(frames, ignore_index=True).astype(METRIC_DTYPES)

@@ -1,0 +1,731 @@
+"""Suite files: YAML -> a validated `Suite` -> a deterministic list of `JobSpec`.
+
+Validation collects every problem in the file (unknown keys, wrong types, unknown names, bad
+options, architectures that cannot take the dataset) and raises ONE `SuiteError` naming, for each,
+its key path and line in the file, the bad value and the valid choices. Nothing here imports torch:
+the names that are valid come from a `Catalogue` (see bench.catalogue), so a suite can be checked
+without building anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bench.spec import JobSpec, freeze_options
+
+# ------------------------------------------------------------------------------------------------
+# What the suite is validated against (filled from the registries by bench.catalogue)
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    option_defaults: Mapping[str, Any]
+    optimizer: str
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    critic_steps: int
+    tricks: tuple[tuple[str, Mapping[str, Any]], ...]
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    option_defaults: Mapping[str, Any]
+    supports: Callable[[tuple[int, ...]], str | None]
+    default_latent_dim: Callable[[tuple[int, ...]], int]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    option_defaults: Mapping[str, Any]
+    shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
+    kind: Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    applies: Callable[[str, str, tuple[int, ...]], bool]  # (dataset name, kind, shape) -> bool
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    objectives: Mapping[str, ObjectiveInfo]
+    archs: Mapping[str, ArchInfo]
+    datasets: Mapping[str, DatasetInfo]
+    tricks: Mapping[str, Mapping[str, Any]]
+    metrics: Mapping[str, MetricInfo]
+    default_metrics: Callable[[str, str], list[str]]  # (dataset name, kind) -> evaluator names
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Optimizer = Literal["adam", "rmsprop", "sgd"]
+
+
+class TrickConfig(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+TrickItem = str | TrickConfig
+
+
+class TrainSettings(_Strict):
+    """Training settings; `None` means "the objective's published default"."""
+
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    latent_dim: int | None = Field(None, gt=0)
+    critic_steps: int | None = Field(None, gt=0)
+    optimizer: Optimizer | None = None
+    lr: float | None = Field(None, gt=0)
+    lr_g: float | None = Field(None, gt=0)
+    lr_d: float | None = Field(None, gt=0)
+    betas: tuple[float, float] | None = None
+    tricks: list[TrickItem] = Field(default_factory=list)
+    eval_every: int = Field(500, gt=0)
+    eval_samples: int = Field(2500, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    log_every: int = Field(50, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
+
+
+# keys of TrainSettings a grid axis or a per-objective override may set
+AXIS_TRAIN_KEYS = (
+    "steps", "batch_size", "latent_dim", "critic_steps", "optimizer", "lr", "lr_g", "lr_d", "betas", "tricks",
+)
+
+
+class ObjectiveOverride(_Strict):
+    options: dict[str, Any] = Field(default_factory=dict)
+    critic_steps: int | None = Field(None, gt=0)
+    optimizer: Optimizer | None = None
+    lr: float | None = Field(None, gt=0)
+    lr_g: float | None = Field(None, gt=0)
+    lr_d: float | None = Field(None, gt=0)
+    betas: tuple[float, float] | None = None
+    batch_size: int | None = Field(None, gt=0)
+    tricks: list[TrickItem] | None = None
+
+
+class DatasetConfig(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutorConfig(_Strict):
+    name: Literal["debug", "local", "slurm"] = "local"
+    max_parallel: int = Field(2, gt=0)
+    threads_per_job: int | None = Field(None, gt=0)
+    profile: str | None = None
+    wait: bool = True
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "bench"
+
+
+class ReportConfig(_Strict):
+    baseline: str = "nsgan"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class SuiteConfig(_Strict):
+    name: str
+    description: str = ""
+    dataset: DatasetConfig | None = None
+    grid: dict[str, list[Any]]
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    objectives: dict[str, ObjectiveOverride] = Field(default_factory=dict)
+    archs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metrics: list[str] | None = None
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", value):
+            raise ValueError("must be letters, digits, '_', '-' or '.' (it names the results folder)")
+        return value
+
+
+REQUIRED_AXES = ("objective", "arch", "seed")
+GRID_AXES = REQUIRED_AXES + ("dataset",) + AXIS_TRAIN_KEYS
+
+
+def dataset_configs(config: SuiteConfig) -> list[DatasetConfig]:
+    """The suite's datasets: the `dataset` grid axis if there is one, else the `dataset` key."""
+    if "dataset" in config.grid:
+        return [_as_dataset(value) for value in config.grid["dataset"]]
+    return [config.dataset] if config.dataset is not None else []
+
+
+def _as_dataset(value: Any) -> DatasetConfig:
+    if isinstance(value, DatasetConfig):
+        return value
+    if isinstance(value, str):
+        return DatasetConfig(name=value)
+    return DatasetConfig.model_validate(value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: tuple[str | int, ...]
+    message: str
+    line: int | None = None
+
+    def render(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"  {where}{format_path(self.path) or '<top>'}: {self.message}"
+
+
+class SuiteError(ValueError):
+    """Everything wrong with a suite file, in one message."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = [f"{source}: {count} problem{'s' if count != 1 else ''}"]
+        lines += [p.render() for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """key path -> 1-based line of that key (mappings) or item (sequences) in the YAML text."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                sub = path + (key_node.value,)
+                lines[sub] = key_node.start_mark.line + 1
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                sub = path + (index,)
+                lines[sub] = item.start_mark.line + 1
+                walk(item, sub)
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _choices(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+def _pydantic_problems(error: ValidationError, model: type[BaseModel]) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part in _UNION_TAGS))
+        kind = item["type"]
+        value = item.get("input")
+        if kind == "extra_forbidden":
+            valid = _valid_keys(model, loc[:-1])
+            message = f"unknown key; valid keys: {_choices(valid)}" if valid else "unknown key"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = f"{item['msg'].removeprefix('Value error, ')} (got {value!r})"
+        problems.append(Problem(loc, message))
+    # a union (str | TrickConfig) reports one error per member; keep one per path
+    seen, unique = set(), []
+    for problem in problems:
+        if problem.path not in seen:
+            seen.add(problem.path)
+            unique.append(problem)
+    return unique
+
+
+_UNION_TAGS = {"str", "TrickConfig", "list[str]", "tuple[float, float]", "int", "float", "bool"}
+
+
+def _valid_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field_info = current.model_fields.get(str(part))
+            if field_info is None:
+                return []
+            current = _model_in(field_info.annotation)
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite and the jobs it expands to (in deterministic order)."""
+
+    config: SuiteConfig
+    source: str
+    text: str
+    jobs: tuple[JobSpec, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def load_suite(path: Path | str, catalogue: Catalogue) -> Suite:
+    """Read, validate and expand a suite file; raises SuiteError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SuiteError(str(path), [Problem((), f"cannot read the file: {error.strerror}")]) from None
+    return parse_suite(text, catalogue, source=str(path))
+
+
+def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> Suite:
+    lines = _line_index(text)
+
+    def located(problems: list[Problem]) -> list[Problem]:
+        out = []
+        for problem in problems:
+            line = None
+            for cut in range(len(problem.path), 0, -1):
+                line = lines.get(tuple(problem.path[:cut]))
+                if line:
+                    break
+            out.append(Problem(problem.path, problem.message, line))
+        return sorted(out, key=lambda problem: problem.line or 0)
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise SuiteError(source, [Problem((), f"not valid YAML: {getattr(error, 'problem', error)}", line)]) from None
+    if not isinstance(raw, dict):
+        raise SuiteError(source, [Problem((), f"a suite is a YAML mapping, got {type(raw).__name__}")])
+    try:
+        config = SuiteConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = _pydantic_problems(error, SuiteConfig)
+        # the names can still be checked on the parts that parsed, so one run reports everything
+        problems += _semantic_problems_raw(raw, catalogue)
+        raise SuiteError(source, located(_dedupe(problems))) from None
+    problems = _semantic_problems(config, catalogue)
+    if problems:
+        raise SuiteError(source, located(problems))
+    jobs = expand(config, catalogue)
+    if not jobs:
+        raise SuiteError(source, located([Problem(("grid",), "the grid expands to no jobs (exclude removes all)")]))
+    return Suite(config=config, source=source, text=text, jobs=tuple(jobs))
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for problem in problems:
+        key = (problem.path, problem.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out
+
+
+def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Problem]:
+    """Name checks on an unvalidated mapping (used when the schema already failed)."""
+    problems: list[Problem] = []
+    grid = raw.get("grid")
+    if isinstance(grid, dict):
+        problems += _grid_name_problems(grid, catalogue)
+    dataset = raw.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("name"), str):
+        if dataset["name"] not in catalogue.datasets:
+            problems.append(_unknown(("dataset", "name"), "dataset", dataset["name"], catalogue.datasets))
+    train = raw.get("train")
+    if isinstance(train, dict) and isinstance(train.get("tricks"), list):
+        problems += _trick_problems(train["tricks"], ("train", "tricks"), catalogue)
+    overrides = raw.get("objectives")
+    if isinstance(overrides, dict):
+        for name, override in overrides.items():
+            if name not in catalogue.objectives:
+                problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
+            elif isinstance(override, dict) and isinstance(override.get("options"), dict):
+                problems += _option_problems(override["options"], catalogue.objectives[name].option_defaults,
+                                             ("objectives", name, "options"), f"objective {name!r}")
+    archs = raw.get("archs")
+    if isinstance(archs, dict):
+        for arch, options in archs.items():
+            if arch not in catalogue.archs:
+                problems.append(_unknown(("archs", arch), "arch", arch, catalogue.archs))
+            elif isinstance(options, dict):
+                problems += _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch),
+                                             f"arch {arch!r}")
+    metrics = raw.get("metrics")
+    if isinstance(metrics, list):
+        for index, metric in enumerate(metrics):
+            if isinstance(metric, str) and metric not in catalogue.metrics:
+                problems.append(_unknown(("metrics", index), "metric", metric, catalogue.metrics))
+    return problems
+
+
+def _unknown(path: tuple[str | int, ...], kind: str, value: Any, valid: Iterable[str]) -> Problem:
+    return Problem(path, f"unknown {kind} {value!r}; valid: {_choices(valid)}")
+
+
+def _grid_name_problems(grid: Mapping[str, Any], catalogue: Catalogue) -> list[Problem]:
+    problems: list[Problem] = []
+    for axis, values in grid.items():
+        if axis not in GRID_AXES:
+            problems.append(Problem(("grid", axis), f"unknown grid axis; valid axes: {_choices(GRID_AXES)}"))
+            continue
+        if not isinstance(values, list) or not values:
+            if isinstance(values, list):
+                problems.append(Problem(("grid", axis), "a grid axis needs at least one value"))
+            continue
+        names = {"objective": catalogue.objectives, "arch": catalogue.archs}.get(axis)
+        if names is not None:
+            for index, value in enumerate(values):
+                if value not in names:
+                    problems.append(_unknown(("grid", axis, index), axis, value, names))
+    for axis in REQUIRED_AXES:
+        if axis not in grid:
+            problems.append(Problem(("grid",), f"missing required axis {axis!r}"))
+    return problems
+
+
+def _trick_problems(items: Iterable[Any], path: tuple[str | int, ...], catalogue: Catalogue) -> list[Problem]:
+    problems = []
+    for index, item in enumerate(items):
+        name, options = _trick_parts(item)
+        if name not in catalogue.tricks:
+            problems.append(_unknown(path + (index,), "trick", name, catalogue.tricks))
+            continue
+        problems += _option_problems(options, catalogue.tricks[name], path + (index, "options"), f"trick {name!r}")
+    return problems
+
+
+def _trick_parts(item: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(item, TrickConfig):
+        return item.name, dict(item.options)
+    if isinstance(item, dict):
+        return str(item.get("name")), dict(item.get("options") or {})
+    return str(item), {}
+
+
+def _option_problems(
+    options: Mapping[str, Any], defaults: Mapping[str, Any], path: tuple[str | int, ...], owner: str
+) -> list[Problem]:
+    problems = []
+    for key in options:
+        if key not in defaults:
+            valid = _choices(defaults) or "none"
+            problems.append(Problem(path + (key,), f"{owner} has no option {key!r}; valid: {valid}"))
+    return problems
+
+
+def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Problem]:
+    problems = _grid_name_problems(config.grid, catalogue)
+    datasets: dict[str, tuple[tuple[int, ...], str]] = {}  # valid dataset key -> (shape, kind)
+    if config.dataset is not None and "dataset" in config.grid:
+        problems.append(Problem(("dataset",), "give either `dataset` or a `dataset` grid axis, not both"))
+    if "dataset" in config.grid:
+        entries = []
+        for index, value in enumerate(config.grid["dataset"]):
+            try:
+                entries.append((("grid", "dataset", index), _as_dataset(value)))
+            except ValidationError:
+                problems.append(Problem(("grid", "dataset", index),
+                                        f"a dataset is a name or {{name: ..., options: {{...}}}}, got {value!r}"))
+    elif config.dataset is not None:
+        entries = [(("dataset",), config.dataset)]
+    else:
+        entries = []
+        problems.append(Problem(("dataset",), "required key is missing (or give a `dataset` grid axis)"))
+    for path, dataset in entries:
+        data_info = catalogue.datasets.get(dataset.name)
+        name_path = path + ("name",) if path == ("dataset",) else path
+        if data_info is None:
+            problems.append(_unknown(name_path, "dataset", dataset.name, catalogue.datasets))
+            continue
+        option_problems = _option_problems(
+            dataset.options, data_info.option_defaults, path + ("options",), f"dataset {dataset.name!r}")
+        problems += option_problems
+        if option_problems:
+            continue
+        try:
+            merged = {**data_info.option_defaults, **dataset.options}
+            datasets[_dataset_key(dataset)] = (tuple(data_info.shape(merged)), data_info.kind(merged))
+        except (ValueError, TypeError) as error:
+            problems.append(Problem(path + ("options",), str(error)))
+    # every job's architecture must take its dataset (checked on the expanded grid, after exclude)
+    if not problems:
+        for assignment in grid_assignments(config):
+            dataset = _assigned_dataset(config, assignment)
+            shape, _ = datasets[_dataset_key(dataset)]
+            arch = assignment["arch"]
+            reason = catalogue.archs[arch].supports(shape) if arch in catalogue.archs else None
+            if reason:
+                index = config.grid["arch"].index(arch) if arch in config.grid["arch"] else 0
+                problem = Problem(("grid", "arch", index), f"arch {arch!r} cannot take dataset {dataset.name!r} "
+                                                           f"{shape}: {reason} (exclude the pair to skip it)")
+                if problem not in problems:
+                    problems.append(problem)
+    for arch, options in config.archs.items():
+        if arch not in catalogue.archs:
+            problems.append(_unknown(("archs", arch), "arch", arch, catalogue.archs))
+        else:
+            problems += _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch), f"arch {arch!r}")
+    for name, override in config.objectives.items():
+        if name not in catalogue.objectives:
+            problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
+            continue
+        problems += _option_problems(
+            override.options, catalogue.objectives[name].option_defaults, ("objectives", name, "options"),
+            f"objective {name!r}",
+        )
+        if override.tricks:
+            problems += _trick_problems(override.tricks, ("objectives", name, "tricks"), catalogue)
+    problems += _trick_problems(config.train.tricks, ("train", "tricks"), catalogue)
+    for index, trick_list in enumerate(config.grid.get("tricks", [])):
+        if not isinstance(trick_list, list):
+            problems.append(Problem(("grid", "tricks", index), f"each value of the tricks axis is a list of tricks, got {trick_list!r}"))
+        else:
+            problems += _trick_problems(trick_list, ("grid", "tricks", index), catalogue)
+    # metrics
+    if config.metrics is not None:
+        for index, metric in enumerate(config.metrics):
+            info = catalogue.metrics.get(metric)
+            if info is None:
+                problems.append(_unknown(("metrics", index), "metric", metric, catalogue.metrics))
+            else:
+                for key, (shape, kind) in datasets.items():
+                    name = key.split("|")[0]
+                    if not info.applies(name, kind, shape):
+                        problems.append(Problem(("metrics", index), f"metric {metric!r} does not apply to dataset {name!r}"))
+    # include / exclude rules name axes and values that exist
+    for rule_kind in ("include", "exclude"):
+        for index, rule in enumerate(getattr(config, rule_kind)):
+            for axis, value in rule.items():
+                if axis not in GRID_AXES:
+                    problems.append(Problem((rule_kind, index, axis), f"unknown axis; valid axes: {_choices(GRID_AXES)}"))
+                    continue
+                names = {"objective": catalogue.objectives, "arch": catalogue.archs}.get(axis)
+                values = value if isinstance(value, list) else [value]
+                for item in values:
+                    if names is not None and item not in names:
+                        problems.append(_unknown((rule_kind, index, axis), axis, item, names))
+    # schedule consistency
+    train = config.train
+    if train.checkpoint_every % train.log_every:
+        problems.append(Problem(("train", "checkpoint_every"), f"must be a multiple of train.log_every ({train.log_every})"))
+    if config.executor.name == "slurm" and not config.executor.profile:
+        problems.append(Problem(("executor", "profile"), "the slurm executor needs a profile (a file under slurm/profiles/)"))
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------
+# Grid expansion
+
+
+def _axis_assignments(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[name] for name in names))]
+
+
+def _matches(assignment: Mapping[str, Any], rule: Mapping[str, Any]) -> bool:
+    for axis, value in rule.items():
+        allowed = value if isinstance(value, list) and axis != "betas" else [value]
+        if assignment.get(axis) not in allowed and _freeze(assignment.get(axis)) not in [_freeze(v) for v in allowed]:
+            return False
+    return True
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def grid_assignments(config: SuiteConfig) -> list[dict[str, Any]]:
+    """Axis assignments in deterministic order: the product of the grid axes (in file order, last
+    axis fastest), then each include rule expanded as a sub-grid whose missing axes take every
+    value of the main grid; exclude rules drop matching assignments; duplicates keep the first."""
+    assignments = _axis_assignments(config.grid)
+    for rule in config.include:
+        axes = {axis: list(values) for axis, values in config.grid.items()}
+        for axis, value in rule.items():
+            axes[axis] = value if isinstance(value, list) and axis not in ("betas", "tricks") else [value]
+        assignments += _axis_assignments(axes)
+    kept, seen = [], set()
+    for assignment in assignments:
+        if any(_matches(assignment, rule) for rule in config.exclude):
+            continue
+        key = _freeze(assignment)
+        if key not in seen:
+            seen.add(key)
+            kept.append(assignment)
+    return kept
+
+
+def _dataset_key(dataset: DatasetConfig) -> str:
+    return dataset.name + "|" + repr(_freeze(dataset.options))
+
+
+def _assigned_dataset(config: SuiteConfig, assignment: Mapping[str, Any]) -> DatasetConfig:
+    if "dataset" in assignment:
+        return _as_dataset(assignment["dataset"])
+    assert config.dataset is not None  # validated: a suite has a dataset key or a dataset axis
+    return config.dataset
+
+
+def _merge_tricks(*groups: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[tuple[str, tuple], ...]:
+    merged: dict[str, Mapping[str, Any]] = {}
+    for group in groups:
+        for name, options in group:
+            merged[name] = options
+    return tuple((name, freeze_options(dict(options))) for name, options in merged.items())
+
+
+def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: Catalogue) -> JobSpec:
+    """One fully resolved JobSpec. Precedence (last wins): the objective's published defaults,
+    the suite's `train` block, the suite's per-objective override, the grid axes."""
+    objective = assignment["objective"]
+    arch = assignment["arch"]
+    info = catalogue.objectives[objective]
+    override = config.objectives.get(objective, ObjectiveOverride())
+    train = config.train
+
+    settings: dict[str, Any] = {
+        "optimizer": info.optimizer, "lr_g": info.lr_g, "lr_d": info.lr_d, "betas": tuple(info.betas),
+        "critic_steps": info.critic_steps, "batch_size": train.batch_size, "steps": train.steps,
+        "latent_dim": train.latent_dim, "tricks": None,
+    }
+
+    def apply(source: Mapping[str, Any]) -> None:
+        for key, value in source.items():
+            if value is None:
+                continue
+            if key == "lr":
+                settings["lr_g"] = settings["lr_d"] = value
+            elif key == "betas":
+                settings["betas"] = tuple(value)
+            else:
+                settings[key] = value
+
+    apply({k: getattr(train, k) for k in ("optimizer", "lr", "lr_g", "lr_d", "betas", "critic_steps")})
+    if train.tricks:
+        settings["tricks"] = train.tricks
+    apply(override.model_dump(exclude={"options"}))
+    apply({k: v for k, v in assignment.items() if k in AXIS_TRAIN_KEYS})
+
+    dataset = _assigned_dataset(config, assignment)
+    data_info = catalogue.datasets[dataset.name]
+    dataset_options = {**data_info.option_defaults, **dataset.options}
+    shape = tuple(data_info.shape(dataset_options))
+    arch_info = catalogue.archs[arch]
+    latent_dim = settings["latent_dim"] or arch_info.default_latent_dim(shape)
+    objective_options = {**info.option_defaults, **override.options}
+    extra_tricks = [_trick_parts(item) for item in (settings["tricks"] or [])]
+    extra_tricks = [(name, {**catalogue.tricks[name], **options}) for name, options in extra_tricks]
+    default_tricks = [(name, {**catalogue.tricks[name], **dict(options)}) for name, options in info.tricks]
+    kind = data_info.kind(dataset_options)
+    metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(dataset.name, kind)
+    return JobSpec(
+        suite=config.name,
+        dataset=dataset.name,
+        dataset_options=freeze_options(dataset_options),
+        objective=objective,
+        objective_options=freeze_options(objective_options),
+        arch=arch,
+        arch_options=freeze_options({**arch_info.option_defaults, **config.archs.get(arch, {})}),
+        seed=int(assignment["seed"]),
+        steps=int(settings["steps"]),
+        batch_size=int(settings["batch_size"]),
+        latent_dim=int(latent_dim),
+        critic_steps=int(settings["critic_steps"]),
+        optimizer=str(settings["optimizer"]),
+        lr_g=float(settings["lr_g"]),
+        lr_d=float(settings["lr_d"]),
+        betas=(float(settings["betas"][0]), float(settings["betas"][1])),
+        tricks=_merge_tricks(default_tricks, extra_tricks),
+        metrics=tuple(metrics),
+        eval_every=train.eval_every,
+        eval_samples=train.eval_samples,
+        checkpoint_every=train.checkpoint_every,
+        log_every=train.log_every,
+        device=train.device,
+        deterministic=train.deterministic,
+    )
+
+
+def expand(config: SuiteConfig, catalogue: Catalogue) -> list[JobSpec]:
+    """Every job of the suite, in deterministic order, without duplicates (by job id)."""
+    jobs, seen = [], set()
+    for assignment in grid_assignments(config):
+        job = resolve_job(config, assignment, catalogue)
+        if job.job_id not in seen:
+            seen.add(job.job_id)
+            jobs.append(job)
+    return jobs
+
+
+def varying_fields(jobs: Sequence[JobSpec]) -> list[str]:
+    """Flat spec keys whose value differs between jobs (the columns a grid table needs)."""
+    flats = [job.flat() for job in jobs]
+    keys = list(flats[0]) if flats else []
+    return [key for key in keys if key != "suite" and len({flat.get(key) for flat in flats}) > 1]

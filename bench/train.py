@@ -1,0 +1,394 @@
+"""The one training loop, for every objective.
+
+Per generator step: `critic_steps` critic updates (objective's L_D plus every trick's critic term,
+then each trick's after-step constraint), then one generator update (L_G plus trick generator
+terms). Evaluation every `eval_every` steps, atomic checkpoints every `checkpoint_every` steps
+(networks, optimisers, every RNG state, step, clocks), divergence recorded instead of raised.
+
+Determinism: the seed fixes network init (global RNG), the real-data stream and the noise stream
+(each its own torch.Generator), and evaluation noise (fixed z); every RNG state is checkpointed, so
+a resumed job ends with the same metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench import data as data_lib
+from bench import nets
+from bench.metrics import EvalContext, get_evaluator
+from bench.objectives import Objective, get_objective
+from bench.penalties import Trick, TrickInputs, get_trick
+from bench.spec import JobSpec
+from bench.store import JobStore, MetricRow
+
+# evaluation noise is drawn in chunks of this many samples (bounded memory on any device)
+EVAL_CHUNK = 1024
+
+
+class Interrupted(Exception):
+    """Raised inside the loop when a stop was requested (signal, preemption); the checkpoint is written."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: str  # done | diverged | pending (interrupted)
+    step: int
+    reason: str | None
+    train_s: float
+    eval_s: float
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int, *, deterministic: bool, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        # deterministic cuBLAS needs a fixed workspace; cudnn.benchmark trades determinism for speed
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def _make_optimizer(name: str, params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; valid: adam, rmsprop, sgd")
+
+
+class Job:
+    """Everything one job needs, built from its JobSpec."""
+
+    def __init__(self, spec: JobSpec, *, data_root: Path, cache_dir: Path) -> None:
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        seed_everything(spec.seed, deterministic=spec.deterministic, device=self.device)
+        self.source = data_lib.load_dataset(spec.dataset, root=data_root, options=dict(spec.dataset_options))
+        self.objective: Objective = get_objective(spec.objective, **dict(spec.objective_options))
+        self.tricks: list[Trick] = [get_trick(name, **dict(options)) for name, options in spec.tricks]
+        arch_options = dict(spec.arch_options)
+        generator_options = dict(arch_options)
+        critic_options = dict(arch_options)
+        for trick in self.tricks:
+            generator_options.update(trick.generator_options())
+            critic_options.update(trick.critic_options())
+        shape = tuple(self.source.shape)
+        self.generator = nets.build_generator(
+            spec.arch, data_shape=shape, latent_dim=spec.latent_dim, options=generator_options
+        ).to(self.device)
+        self.critic = nets.build_critic(
+            spec.arch, data_shape=shape, critic_outputs=self.objective.critic_outputs, options=critic_options
+        ).to(self.device)
+        self.opt_g = _make_optimizer(spec.optimizer, self.generator.parameters(), spec.lr_g, spec.betas)
+        self.opt_d = _make_optimizer(spec.optimizer, self.critic.parameters(), spec.lr_d, spec.betas)
+        # independent streams: real batches (CPU), training noise and evaluation noise
+        self.data_rng = torch.Generator().manual_seed(spec.seed * 7919 + 1)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(spec.seed * 7919 + 2)
+        eval_rng = torch.Generator().manual_seed(spec.seed * 7919 + 3)
+        self.eval_z = torch.randn(spec.eval_samples, spec.latent_dim, generator=eval_rng)
+        self.evaluators = [get_evaluator(name) for name in spec.metrics]
+        self.cache_dir = cache_dir
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _noise(self) -> Tensor:
+        return torch.randn(
+            self.spec.batch_size, self.spec.latent_dim, generator=self.noise_rng, device=self.device
+        )
+
+    def _real(self) -> Tensor:
+        batch = self.source.sample(self.spec.batch_size, self.data_rng)
+        return batch.to(self.device, non_blocking=True)
+
+    def _extra(self, x_real: Tensor, x_fake: Tensor) -> dict[str, Tensor]:
+        available = {"x_real": x_real, "x_fake": x_fake}
+        return {key: available[key] for key in self.objective.extra_inputs}
+
+    def train_step(self) -> tuple[Tensor, Tensor]:
+        """One generator step with its critic steps; returns detached (loss_d, loss_g) on device."""
+        objective, critic, generator = self.objective, self.critic, self.generator
+        critic.requires_grad_(True)
+        for _ in range(self.spec.critic_steps):
+            x_real = self._real()
+            with torch.no_grad():
+                x_fake = generator(self._noise())
+            c_real, c_fake = critic(x_real), critic(x_fake)
+            loss_d = objective.d_loss(c_real, c_fake, **self._extra(x_real, x_fake))
+            inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=x_fake, c_real=c_real, c_fake=c_fake)
+            for trick in self.tricks:
+                term = trick.critic_term(inputs)
+                if term is not None:
+                    loss_d = loss_d + term
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            for trick in self.tricks:
+                trick.after_critic_step(critic)
+
+        # the critic is not updated in the generator step: no gradients for its parameters
+        critic.requires_grad_(False)
+        x_fake = generator(self._noise())
+        c_fake = critic(x_fake)
+        if objective.generator_needs_real:
+            with torch.no_grad():
+                c_real = critic(x_real)
+        else:
+            c_real = c_fake.new_empty(0)
+        loss_g = objective.g_loss(c_real, c_fake, **self._extra(x_real, x_fake))
+        inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=x_fake, c_real=c_real, c_fake=c_fake)
+        for trick in self.tricks:
+            term = trick.generator_term(inputs)
+            if term is not None:
+                loss_g = loss_g + term
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        critic.requires_grad_(True)
+        return loss_d.detach(), loss_g.detach()
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, count: int) -> Tensor:
+        """`count` generator samples from the fixed evaluation noise (repeated if count > eval_samples)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        chunks = []
+        for start in range(0, count, EVAL_CHUNK):
+            index = torch.arange(start, min(start + EVAL_CHUNK, count)) % self.eval_z.shape[0]
+            chunks.append(self.generator(self.eval_z[index].to(self.device)))
+        self.generator.train(was_training)
+        return torch.cat(chunks)
+
+    def evaluate(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for evaluator in self.evaluators:
+            context = EvalContext(
+                sample=self.sample,
+                source=self.source,
+                device=self.device,
+                cache_dir=self.cache_dir,
+                seed=self.spec.seed,
+                options={"samples": self.spec.eval_samples},
+            )
+            values.update(evaluator.evaluate(context))
+        return values
+
+    def weights_finite(self) -> bool:
+        flags = [p.detach().isfinite().all() for m in (self.generator, self.critic) for p in m.parameters()]
+        return bool(torch.stack(flags).all())
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state(self, step: int, clocks: dict[str, float], window: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "step": step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "data": self.data_rng.get_state(),
+                "noise": self.noise_rng.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "clocks": clocks,
+            "window": {key: (value.cpu() if isinstance(value, Tensor) else value) for key, value in window.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> tuple[int, dict[str, float], dict[str, Any]]:
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        rng = state["rng"]
+        self.data_rng.set_state(rng["data"])
+        self.noise_rng.set_state(rng["noise"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        window = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in state["window"].items()}
+        return int(state["step"]), dict(state["clocks"]), window
+
+
+def _save_samples(job: Job, store: JobStore) -> list[Path]:
+    """Final samples: points (.npy + scatter .png) for 2-D data, an image grid (.png) otherwise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples_dir = store.samples_dir
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    points = job.sample(min(job.spec.eval_samples, 2500)).float().cpu()
+    written = []
+    if points.dim() == 2:
+        np.save(samples_dir / "final.npy", points.numpy())
+        written.append(samples_dir / "final.npy")
+        figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
+        centers = getattr(job.source, "centers", None)
+        if centers is not None:
+            axes.scatter(centers[:, 0], centers[:, 1], c="red", s=30, marker="x", label="modes")
+        axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.4, label="generated")
+        axes.set_title(f"{job.spec.objective} / {job.spec.arch} / seed {job.spec.seed}")
+        axes.set_aspect("equal")
+        figure.tight_layout()
+        figure.savefig(samples_dir / "final.png")
+        plt.close(figure)
+    else:
+        from bench.vision import torchvision
+
+        grid = torchvision().utils.make_grid(points[:64], nrow=8, normalize=True, value_range=(-1, 1))
+        figure = plt.figure(figsize=(4, 4), dpi=100)
+        plt.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        plt.axis("off")
+        figure.tight_layout()
+        figure.savefig(samples_dir / "final.png")
+        plt.close(figure)
+    written.append(samples_dir / "final.png")
+    return written
+
+
+def train(
+    spec: JobSpec,
+    store: JobStore,
+    *,
+    data_root: Path,
+    cache_dir: Path,
+    should_stop: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train (or resume) one job, writing status, metrics, samples and checkpoints to `store`.
+
+    Returns how the job ended; a diverged job is a result, not an exception. `should_stop` is
+    polled at every logging interval: when it says stop, a checkpoint is written and the job is
+    left `pending`, to be resumed by the next run.
+    """
+    store.check_spec(spec)
+    store.write_spec(spec)
+    job = Job(spec, data_root=data_root, cache_dir=cache_dir)
+    clocks = {"train_s": 0.0, "eval_s": 0.0}
+    zero = torch.zeros((), device=job.device)
+    window: dict[str, Any] = {"sum_d": zero.clone(), "sum_g": zero.clone(), "count": 0,
+                              "first_bad": torch.full((), -1, device=job.device, dtype=torch.long)}
+    step = 0
+    checkpoint = store.load_checkpoint(map_location=job.device)
+    if checkpoint is not None:
+        step, clocks, window = job.load_state(checkpoint)
+        store.truncate_metrics(after_step=step)
+        log(f"resuming from the checkpoint at step {step}")
+    else:
+        store.truncate_metrics(after_step=-1)
+    store.write_status("running", step=step, pid=os.getpid(), host=socket.gethostname(),
+                       attempts=int(store.read_status().get("attempts") or 0) + 1)
+
+    def record(values: dict[str, float], at_step: int) -> None:
+        rows = [MetricRow(spec.job_id, at_step, round(clocks["train_s"], 3), name, float(value))
+                for name, value in values.items()]
+        store.append_metrics(rows)
+
+    def run_evaluation(at_step: int) -> None:
+        started = time.perf_counter()
+        values = job.evaluate()
+        elapsed = time.perf_counter() - started
+        clocks["eval_s"] += elapsed
+        record(values, at_step)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        log(f"eval step {at_step}: {shown} ({elapsed:.2f}s)")
+
+    def finish(status: str, reason: str | None, at_step: int) -> TrainResult:
+        store.write_status(status, reason=reason, step=at_step, train_s=round(clocks["train_s"], 3),
+                           eval_s=round(clocks["eval_s"], 3))
+        return TrainResult(status, at_step, reason, clocks["train_s"], clocks["eval_s"])
+
+    if step == 0 and checkpoint is None:
+        run_evaluation(0)
+    last_report = time.perf_counter()
+    steps_at_report = step
+    while step < spec.steps:
+        started = time.perf_counter()
+        loss_d, loss_g = job.train_step()
+        step += 1
+        # divergence is tracked on the device: no host sync per step
+        finite = torch.isfinite(loss_d) & torch.isfinite(loss_g)
+        window["first_bad"] = torch.where(
+            (window["first_bad"] < 0) & ~finite, torch.full_like(window["first_bad"], step), window["first_bad"]
+        )
+        window["sum_d"] = window["sum_d"] + loss_d
+        window["sum_g"] = window["sum_g"] + loss_g
+        window["count"] += 1
+        if job.device.type == "cuda" and step % spec.log_every == 0:
+            torch.cuda.synchronize()  # note: the clock below must include the queued GPU work
+        clocks["train_s"] += time.perf_counter() - started
+
+        if step % spec.log_every == 0 or step == spec.steps:
+            first_bad = int(window["first_bad"])  # note: the one CPU-GPU sync per logging interval
+            if first_bad >= 0:
+                record({"diverged": 1.0}, first_bad)
+                return finish("diverged", f"non-finite loss at step {first_bad}", first_bad)
+            count = window["count"]
+            losses = {"loss_d": float(window["sum_d"]) / count, "loss_g": float(window["sum_g"]) / count}
+            record(losses, step)
+            window.update(sum_d=zero.clone(), sum_g=zero.clone(), count=0)
+            now = time.perf_counter()
+            rate = (step - steps_at_report) / max(now - last_report, 1e-9)
+            last_report, steps_at_report = now, step
+            log(f"step {step}/{spec.steps} loss_d={losses['loss_d']:.4f} loss_g={losses['loss_g']:.4f} "
+                f"{rate:.1f} it/s")
+            store.write_status("running", step=step)
+        if step % spec.eval_every == 0 or step == spec.steps:
+            if not job.weights_finite():
+                record({"diverged": 1.0}, step)
+                return finish("diverged", f"non-finite weights at step {step}", step)
+            run_evaluation(step)
+        stop_now = step % spec.log_every == 0 and step < spec.steps and should_stop()
+        if step % spec.checkpoint_every == 0 or step == spec.steps or stop_now:
+            store.save_checkpoint(job.state(step, clocks, window))
+        if stop_now:
+            log(f"stop requested: checkpoint written at step {step}")
+            return finish("pending", f"interrupted at step {step}; resumes from its checkpoint", step)
+    _save_samples(job, store)
+    return finish("done", None, step)
+
+
+def steps_per_second(spec: JobSpec, *, data_root: Path, cache_dir: Path, steps: int = 50) -> float:
+    """Measured training speed of a spec (generator steps per second) over `steps` steps."""
+    job = Job(spec, data_root=data_root, cache_dir=cache_dir)
+    job.train_step()  # warm-up (allocations, cudnn autotune)
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss_d, _ = job.train_step()
+    float(loss_d)
+    return steps / (time.perf_counter() - started)
+
+

@@ -1,0 +1,292 @@
+"""Architectures: shapes for every arch x supported data shape, the tutorial's DCGAN, options, layers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.testing import assert_close
+
+from bench.nets import (
+    ARCHS,
+    MinibatchDiscrimination,
+    VirtualBatchNorm,
+    arch_option_defaults,
+    arch_supports,
+    build_critic,
+    build_encoder,
+    build_generator,
+    build_pair_critic,
+    default_latent_dim,
+    list_archs,
+)
+from bench.registry import UnknownNameError
+
+SMALL = {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4}}
+CASES = [
+    ("mlp", (2,)),
+    ("dcgan", (1, 28, 28)),
+    ("dcgan", (1, 32, 32)),
+    ("dcgan", (3, 32, 32)),
+    ("dcgan", (3, 64, 64)),
+]
+VARIANTS = [
+    {},
+    {"spectral_norm": True, "minibatch_discrimination": True, "minibatch_kernels": 4, "norm": "virtual-batch"},
+    {"critic_norm": "layer", "norm": "none"},
+]
+
+
+def test_registry_lists_both_archs() -> None:
+    assert [name for name, _ in list_archs()] == ["mlp", "dcgan"]
+    assert all(description for _, description in list_archs())
+
+
+@pytest.mark.parametrize("arch,shape", CASES)
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_forward_shapes(arch: str, shape: tuple[int, ...], variant: int) -> None:
+    torch.manual_seed(0)
+    options = {**SMALL[arch], **VARIANTS[variant]}
+    assert arch_supports(arch, shape) is None
+    latent_dim, batch = 6, 5
+    z = torch.randn(batch, latent_dim)
+    generator = build_generator(arch, data_shape=shape, latent_dim=latent_dim, options=options)
+    x = generator(z)
+    assert x.shape == (batch, *shape)
+    if arch == "dcgan":
+        assert x.min() >= -1 and x.max() <= 1
+    for outputs, expected in ((1, (batch,)), (3, (batch, 3))):
+        critic = build_critic(arch, data_shape=shape, critic_outputs=outputs, options=options)
+        assert critic(x).shape == expected
+        assert critic.features(x).dim() == 2 and critic.features(x).shape[0] == batch
+    encoder = build_encoder(arch, data_shape=shape, latent_dim=latent_dim, options=options)
+    assert encoder(x).shape == (batch, latent_dim)
+    pair = build_pair_critic(arch, data_shape=shape, latent_dim=latent_dim, options=options)
+    assert pair(x, z).shape == (batch,)
+    assert pair.features(x, z).shape[0] == batch
+
+
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2]])
+@pytest.mark.parametrize("options", [{}, {"spectral_norm": True, "minibatch_discrimination": True}])
+def test_features_then_head_is_forward(arch: str, shape: tuple[int, ...], options: dict) -> None:
+    torch.manual_seed(0)
+    options = {**SMALL[arch], **options}
+    x = torch.rand(4, *shape) * 2 - 1
+    z = torch.randn(4, 3)
+    critic = build_critic(arch, data_shape=shape, critic_outputs=1, options=options).eval()
+    assert_close(critic.head(critic.features(x)), critic(x))
+    pair = build_pair_critic(arch, data_shape=shape, latent_dim=3, options=options).eval()
+    assert_close(pair.head(pair.features(x, z)), pair(x, z))
+
+
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[1]])
+def test_spectral_norm_parametrises_every_critic_layer_and_drops_batch_norm(arch: str, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    options = {**SMALL[arch], "spectral_norm": True, "critic_norm": "batch"}
+    for critic in (
+        build_critic(arch, data_shape=shape, critic_outputs=1, options=options),
+        build_pair_critic(arch, data_shape=shape, latent_dim=3, options=options),
+    ):
+        layers = [m for m in critic.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert layers and all(parametrize.is_parametrized(m, "weight") for m in layers)
+        assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    plain = build_critic(arch, data_shape=shape, critic_outputs=1, options={**SMALL[arch], "critic_norm": "batch"})
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+
+
+def test_spectral_norm_brings_largest_singular_value_to_one() -> None:
+    torch.manual_seed(0)
+    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1, options={"width": 8, "depth": 2, "spectral_norm": True})
+    x = torch.randn(16, 2)
+    for _ in range(50):  # each training-mode forward runs one power iteration
+        critic(x)
+    for layer in (m for m in critic.modules() if isinstance(m, nn.Linear)):
+        assert_close(torch.linalg.matrix_norm(layer.weight.detach(), ord=2), torch.tensor(1.0), atol=1e-3, rtol=0)
+
+
+def _tutorial_dcgan(nz: int, ngf: int, nc: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The seed tutorial's 64 px netg and netd (WGAN version: no sigmoid), written out as there."""
+    ndf = ngf
+    netg = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+    )
+    netd = nn.Sequential(
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+    )
+    return netg, netd
+
+
+def test_dcgan_64px_computes_exactly_the_tutorials_networks() -> None:
+    torch.manual_seed(0)
+    nz, width, nc = 10, 4, 1
+    generator = build_generator("dcgan", data_shape=(nc, 64, 64), latent_dim=nz, options={"width": width})
+    critic = build_critic("dcgan", data_shape=(nc, 64, 64), critic_outputs=1, options={"width": width})
+    netg, netd = _tutorial_dcgan(nz, width, nc)
+    ours_g = [p for p in generator.state_dict().values()]
+    assert [t.shape for t in ours_g] == [t.shape for t in netg.state_dict().values()]
+    netg.load_state_dict(dict(zip(netg.state_dict(), ours_g)))
+    ours_d = list(critic.state_dict().values())
+    tutorial_d = netd.state_dict()
+    # the tutorial's last 4x4 valid conv is our head's linear layer on the flattened 4x4 map
+    ours_d[-1] = ours_d[-1].view(tutorial_d[list(tutorial_d)[-1]].shape)
+    netd.load_state_dict(dict(zip(tutorial_d, ours_d)))
+    generator.eval(), critic.eval(), netg.eval(), netd.eval()
+    z = torch.randn(3, nz)
+    x = generator(z)
+    assert_close(x, netg(z.view(3, nz, 1, 1)))
+    assert_close(critic(x), netd(x).view(3))
+
+
+def test_dcgan_weights_follow_the_tutorials_init() -> None:
+    torch.manual_seed(0)
+    generator = build_generator("dcgan", data_shape=(3, 64, 64), latent_dim=100, options={"width": 16})
+    first = generator.net[1].weight  # ConvTranspose2d(100, 128, 4): 204,800 draws
+    assert_close(first.mean(), torch.tensor(0.0), atol=2e-4, rtol=0)
+    assert_close(first.std(), torch.tensor(0.02), atol=2e-4, rtol=0)
+    norm = generator.net[2].weight.detach()  # BatchNorm2d(128): N(1, 0.02)
+    assert float((norm - 1).abs().max()) < 0.1 and float(norm.std()) > 0.005
+
+
+def test_same_seed_gives_identical_networks_and_another_seed_does_not() -> None:
+    def build(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(seed)
+        options = {"width": 4, "spectral_norm": True, "minibatch_discrimination": True, "minibatch_kernels": 3}
+        g = build_generator("dcgan", data_shape=(1, 32, 32), latent_dim=8, options=options)
+        d = build_critic("dcgan", data_shape=(1, 32, 32), critic_outputs=1, options=options)
+        return list(g.state_dict().values()) + list(d.state_dict().values())
+
+    first, again, other = build(3), build(3), build(4)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True) if a.is_floating_point() and a.numel() > 1)
+
+
+def test_minibatch_discrimination_hand_computed() -> None:
+    layer = MinibatchDiscrimination(in_features=1, kernels=1, kernel_dims=1)
+    with torch.no_grad():
+        layer.T.fill_(1.0)
+    f = torch.tensor([[0.0], [1.0], [3.0]])
+    e = math.exp
+    expected_similarity = torch.tensor([[e(-1) + e(-3)], [e(-1) + e(-2)], [e(-3) + e(-2)]])
+    assert_close(layer(f), torch.cat([f, expected_similarity], dim=1))
+
+
+def test_virtual_batch_norm_hand_computed() -> None:
+    layer = VirtualBatchNorm(num_features=1, reference_size=2, eps=0.0)
+    h = torch.tensor([[0.0], [2.0], [5.0]])  # rows 0-1: reference batch (mean 1, var 1); row 2: an example
+    # example: mean = 2/3 * 1 + 1/3 * 5 = 7/3, E[x^2] = 2/3 * 2 + 1/3 * 25 = 29/3, var = 29/3 - 49/9 = 38/9
+    expected = torch.tensor([[-1.0], [1.0], [(5 - 7 / 3) / math.sqrt(38 / 9)]])
+    assert_close(layer(h), expected)
+
+
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2]])
+def test_virtual_batch_norm_makes_each_sample_independent_of_its_batch(arch: str, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    z = torch.randn(6, 5)
+    vbn = build_generator(arch, data_shape=shape, latent_dim=5, options={**SMALL[arch], "norm": "virtual-batch"}).train()
+    assert_close(vbn(z)[:2], vbn(z[:2]))
+    bn = build_generator(arch, data_shape=shape, latent_dim=5, options={**SMALL[arch], "norm": "batch"}).train()
+    assert not torch.allclose(bn(z)[:2], bn(z[:2]))
+
+
+def test_virtual_batch_reference_is_fixed_and_leaves_global_rng_alone() -> None:
+    torch.manual_seed(1)
+    first = build_generator("mlp", data_shape=(2,), latent_dim=4, options={"norm": "virtual-batch"})
+    after_vbn = torch.rand(1)
+    torch.manual_seed(2)
+    second = build_generator("mlp", data_shape=(2,), latent_dim=4, options={"norm": "virtual-batch"})
+    assert torch.equal(first.reference_z, second.reference_z)
+    assert "reference_z" in first.state_dict()
+    torch.manual_seed(1)
+    build_generator("mlp", data_shape=(2,), latent_dim=4, options={"norm": "batch"})  # same parameter draws
+    assert torch.equal(torch.rand(1), after_vbn)
+
+
+def test_mlp_layout_and_activation() -> None:
+    generator = build_generator("mlp", data_shape=(2,), latent_dim=2, options={"width": 7, "depth": 3, "activation": "leaky_relu"})
+    linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2, 7), (7, 7), (7, 7), (7, 2)]
+    assert sum(isinstance(m, nn.LeakyReLU) for m in generator.modules()) == 3
+    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1, options={"width": 7, "depth": 3})
+    assert critic.features(torch.zeros(4, 2)).shape == (4, 7)
+    assert sum(isinstance(m, nn.ReLU) for m in critic.modules()) == 3
+
+
+def test_option_defaults_and_latent_dims() -> None:
+    assert arch_option_defaults("mlp") == {
+        "width": 128, "depth": 3, "activation": "relu", "norm": "none", "critic_norm": "none",
+        "spectral_norm": False, "minibatch_discrimination": False, "minibatch_kernels": 100, "minibatch_kernel_dims": 5,
+    }
+    assert arch_option_defaults("dcgan")["width"] == 64
+    assert arch_option_defaults("dcgan")["norm"] == "batch"
+    assert default_latent_dim("mlp", (2,)) == 2
+    assert default_latent_dim("dcgan", (1, 28, 28)) == 100
+
+
+def test_unknown_option_names_it_and_lists_valid_ones_with_defaults() -> None:
+    with pytest.raises(ValueError, match=r"architecture 'mlp' has no option\(s\) widht; valid \(with defaults\): width=128, depth=3"):
+        build_generator("mlp", data_shape=(2,), latent_dim=2, options={"widht": 3})
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"activation": "tanh"}, r"option activation='tanh' is invalid; valid: relu, leaky_relu"),
+        ({"norm": "layer"}, r"option norm='layer' is invalid; valid: batch, virtual-batch, none"),
+        ({"spectral_norm": 1}, r"option spectral_norm=1 is invalid; must be bool, got int"),
+        ({"width": 0}, r"option width=0 is invalid; must be >= 1"),
+    ],
+)
+def test_bad_option_values(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_critic("mlp", data_shape=(2,), critic_outputs=1, options=options)
+
+
+def test_unknown_arch_lists_valid_names() -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown architecture 'resnet9'; valid: mlp, dcgan"):
+        build_generator("resnet9", data_shape=(2,), latent_dim=2, options={})
+    with pytest.raises(UnknownNameError, match="valid: mlp, dcgan"):
+        arch_supports("nope", (2,))
+
+
+@pytest.mark.parametrize(
+    "arch,shape,reason",
+    [
+        ("mlp", (1, 28, 28), r"mlp takes flat vectors of shape \(D,\), e.g. the 2-D mixtures \(2,\); got \(1, 28, 28\)"),
+        ("dcgan", (2,), r"dcgan takes square images \(C, H, W\); got \(2,\)"),
+        ("dcgan", (3, 32, 16), r"dcgan takes square images \(C, H, W\); got \(3, 32, 16\)"),
+        ("dcgan", (4, 32, 32), r"dcgan takes 1 or 3 channels; got 4 in \(4, 32, 32\)"),
+        ("dcgan", (3, 48, 48), r"dcgan takes 28, 32 or 64 px images; got 48 px in \(3, 48, 48\)"),
+    ],
+)
+def test_arch_supports_reasons(arch: str, shape: tuple[int, ...], reason: str) -> None:
+    message = arch_supports(arch, shape)
+    assert message is not None and "\n" not in message
+    assert re.fullmatch(reason, message)
+    with pytest.raises(ValueError, match=reason):
+        build_critic(arch, data_shape=shape, critic_outputs=1, options={})
+
+
+def test_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="critic_outputs must be a positive int, got 0"):
+        build_critic("mlp", data_shape=(2,), critic_outputs=0, options={})
+    with pytest.raises(ValueError, match="latent_dim must be a positive int, got 0"):
+        build_generator("mlp", data_shape=(2,), latent_dim=0, options={})
+
+
+def test_registry_refuses_a_duplicate_arch() -> None:
+    with pytest.raises(ValueError, match="architecture 'mlp' is already registered"):
+        ARCHS.register("mlp", ARCHS.get("mlp"))

@@ -1,0 +1,138 @@
+"""Suite files: validation errors (full text pinned), grid expansion (against stored references),
+job ids, precedence of settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.catalogue import build_catalogue
+from bench.suite import SuiteError, grid_assignments, load_suite, parse_suite
+
+from conftest import TINY_SUITE, run_bench, write_suite
+
+DATA = Path(__file__).parent / "data"
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+UPDATE = os.environ.get("BENCH_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return build_catalogue()
+
+
+def _golden(path: Path, text: str) -> None:
+    if UPDATE:
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} differs (BENCH_UPDATE_GOLDEN=1 regenerates it deliberately)"
+
+
+def test_every_problem_of_a_bad_suite_in_one_error(catalogue) -> None:
+    with pytest.raises(SuiteError) as caught:
+        load_suite(DATA / "bad_suite.yaml", catalogue)
+    message = str(caught.value).replace(str(DATA), "tests/data")
+    _golden(DATA / "bad_suite.expected", message + "\n")
+    assert len(caught.value.problems) == 12
+
+
+def test_bad_suite_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DATA / "bad_suite.yaml").read_text())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_bench(["run", str(bad)], tmp_path)
+    assert result.returncode == 2
+    assert "12 problems" in result.stderr
+    assert "line 6: grid.objective[1]: unknown objective 'foogan'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results/, no mlflow.db
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"grid": {"objective": ["nsgan"], "arch": ["dcgan"], "seed": [0]}},
+         r"line 5: grid.arch\[0\]: arch 'dcgan' cannot take dataset 'ring8' \(2,\)"),
+        ({"train": {"steps": "many"}}, r"train.steps: Input should be a valid integer"),
+        ({"train": {"checkpoint_every": 25, "log_every": 10}},
+         r"train.checkpoint_every: must be a multiple of train.log_every \(10\)"),
+        ({"archs": {"mlp": {"widht": 3}}}, r"archs.mlp.widht: arch 'mlp' has no option 'widht'; valid: activation,"),
+        ({"metrics": ["fidelity-inception"]}, r"metric 'fidelity-inception'|unknown metric 'fidelity-inception'"),
+        ({"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]}, "exclude": [{"seed": 0}]},
+         r"the grid expands to no jobs"),
+        ({"dataset": {"name": "mnist", "options": {"resolution": 30}}}, r"dataset.options"),
+        ({"executor": {"name": "slurm"}}, r"executor.profile: the slurm executor needs a profile"),
+    ],
+)
+def test_single_problems_are_named(tmp_path: Path, catalogue, change: dict, expected: str) -> None:
+    path = write_suite(tmp_path, change)
+    with pytest.raises(SuiteError, match=expected):
+        load_suite(path, catalogue)
+
+
+def test_yaml_syntax_error_names_the_line(catalogue) -> None:
+    with pytest.raises(SuiteError, match=r"<suite>: 1 problem\n  line 2: <top>: not valid YAML"):
+        parse_suite("name: x\ngrid: [unclosed\n", catalogue)
+
+
+def _grid_table(suite) -> str:
+    lines = []
+    for job in suite.jobs:
+        flat = job.flat()
+        lines.append(" ".join(f"{key}={flat[key]}" for key in
+                              ("dataset", "objective", "arch", "seed", "critic_steps", "optimizer", "lr_g", "lr_d",
+                               "betas", "tricks", "steps", "batch_size")) + f" id={job.job_id}")
+    return "\n".join(lines) + f"\n{len(suite.jobs)} jobs\n"
+
+
+@pytest.mark.parametrize("name", ["quickstart", "toy_mog", "cifar10_losses"])
+def test_expanded_grid_matches_the_stored_reference(name: str, catalogue) -> None:
+    suite = load_suite(SUITES / f"{name}.yaml", catalogue)
+    _golden(DATA / f"grid_{name}.txt", _grid_table(suite))
+
+
+def test_expansion_order_include_exclude(catalogue) -> None:
+    text = yaml.safe_dump({
+        **TINY_SUITE,
+        "grid": {"objective": ["nsgan", "rsgan"], "arch": ["mlp"], "seed": [0, 1]},
+        "include": [{"objective": "wgan-gp", "seed": 0}],
+        "exclude": [{"objective": "rsgan", "seed": 1}],
+    })
+    suite = parse_suite(text, catalogue)
+    assert [(j.objective, j.seed) for j in suite.jobs] == [
+        ("nsgan", 0), ("nsgan", 1), ("rsgan", 0), ("wgan-gp", 0)]
+    assert grid_assignments(suite.config)[-1] == {"objective": "wgan-gp", "arch": "mlp", "seed": 0}
+
+
+def test_precedence_defaults_train_override_axis(catalogue) -> None:
+    text = yaml.safe_dump({
+        **TINY_SUITE,
+        "grid": {"objective": ["wgan-gp", "nsgan"], "arch": ["mlp"], "seed": [0], "lr_d": [0.5]},
+        "train": {**TINY_SUITE["train"], "lr": None, "critic_steps": None},
+        "objectives": {"nsgan": {"critic_steps": 3, "lr": 0.01}},
+    })
+    wgan_gp, nsgan = parse_suite(text, catalogue).jobs
+    # published defaults: Adam(1e-4, (0, 0.9)), 5 critic steps, gradient penalty 10
+    assert (wgan_gp.optimizer, wgan_gp.lr_g, wgan_gp.betas, wgan_gp.critic_steps) == ("adam", 1e-4, (0.0, 0.9), 5)
+    assert wgan_gp.tricks == (("gradient-penalty", (("weight", 10.0),)),)
+    # the per-objective override, then the grid axis (lr_d) win
+    assert (nsgan.critic_steps, nsgan.lr_g, nsgan.lr_d) == (3, 0.01, 0.5)
+    assert wgan_gp.lr_d == 0.5
+
+
+def test_job_id_is_stable_and_ignores_suite_name(catalogue) -> None:
+    first = parse_suite(yaml.safe_dump(TINY_SUITE), catalogue).jobs
+    renamed = parse_suite(yaml.safe_dump({**TINY_SUITE, "name": "other"}), catalogue).jobs
+    assert [j.job_id for j in first] == [j.job_id for j in renamed]
+    assert len({j.job_id for j in first}) == len(first)
+    # pinned: the same spec has the same id on any machine
+    assert first[0].job_id == "c5d7c3a3f2f0" or UPDATE, first[0].job_id
+
+
+def test_dry_run_prints_the_grid(tiny_suite: Path, tmp_path: Path) -> None:
+    result = run_bench(["run", str(tiny_suite), "--dry-run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["job_id", "objective", "arch", "seed"]
+    assert result.stdout.strip().endswith("2 jobs")
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,248 @@
+"""MLflow tracking against throwaway SQLite stores: parents, children, idempotence, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.tracking import (
+    JOB_TAG,
+    PARENT_TAG,
+    STATUS_TAG,
+    SUITE_TAG,
+    Tracker,
+    default_artifact_root,
+    default_tracking_uri,
+    ui_command,
+    with_retry,
+)
+
+START_S = 1_700_000_000.0  # a fixed job start time, Unix seconds
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite file with its schema created once (migrations take seconds), copied per test."""
+    root = tmp_path_factory.mktemp("template")
+    tracker = Tracker(default_tracking_uri(root), "template")
+    assert tracker.experiment_id
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def results_root(tmp_path, empty_db, monkeypatch) -> Path:
+    root = tmp_path / "results"
+    root.mkdir()
+    shutil.copy(empty_db, root / "mlflow.db")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def tracker(results_root) -> Tracker:
+    return Tracker(default_tracking_uri(results_root), "bench")
+
+
+def metric_rows(job_id: str, count: int) -> pd.DataFrame:
+    """`count` long rows: metric `loss` at steps 0..count-1, wall_s = step / 10, value = step / 4."""
+    steps = list(range(count))
+    return pd.DataFrame({
+        "job_id": job_id,
+        "step": steps,
+        "wall_s": [s / 10 for s in steps],
+        "metric": "loss",
+        "value": [s / 4 for s in steps],
+    })
+
+
+def child_runs(tracker: Tracker, parent_run_id: str, view: str = "ALL") -> list:
+    from mlflow.entities import ViewType
+
+    return tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", run_view_type=getattr(ViewType, view)
+    )
+
+
+def test_default_uri_and_ui_command(tmp_path):
+    uri = default_tracking_uri(tmp_path / "results")
+    assert uri == f"sqlite:///{tmp_path}/results/mlflow.db"
+    assert default_artifact_root(uri) == tmp_path / "results" / "mlartifacts"
+    assert default_artifact_root("http://tracking:5000") is None
+    assert ui_command(uri, "0.0.0.0", 5001) == [
+        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+        "--default-artifact-root", f"file://{tmp_path}/results/mlartifacts", "--host", "0.0.0.0", "--port", "5001",
+    ]
+    assert ui_command("http://tracking:5000", "127.0.0.1", 5000)[4:] == [
+        "--backend-store-uri", "http://tracking:5000", "--host", "127.0.0.1", "--port", "5000",
+    ]
+
+
+def test_import_does_not_import_mlflow():
+    code = "import sys, bench.tracking; print('mlflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_with_retry_retries_only_locked_errors():
+    calls = []
+
+    def locked_twice() -> int:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return 5
+
+    assert with_retry(locked_twice, first_delay_s=0.0) == 5
+    assert len(calls) == 3
+
+    def broken() -> int:
+        calls.append(1)
+        raise RuntimeError("no such table: runs")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="no such table"):
+        with_retry(broken, first_delay_s=0.0)
+    assert len(calls) == 1
+
+    def always_locked() -> int:
+        calls.append(1)
+        raise RuntimeError("database is locked")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="database is locked"):
+        with_retry(always_locked, attempts=4, first_delay_s=0.0)
+    assert len(calls) == 4
+
+
+def test_suite_run_found_not_duplicated(tracker, results_root):
+    parent = tracker.suite_run("toy", {"objectives": "nsgan,wgan-gp", "seeds": 3})
+    assert tracker.suite_run("toy", {"objectives": "nsgan,wgan-gp", "seeds": 3}) == parent
+    # a fresh client (another process, another day) finds the same parent
+    assert Tracker(default_tracking_uri(results_root), "bench").suite_run("toy", {}) == parent
+    other = tracker.suite_run("other", {})
+    assert other != parent
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{SUITE_TAG}` = 'toy'")
+    assert [run.info.run_id for run in runs] == [parent]
+    assert runs[0].data.params == {"objectives": "nsgan,wgan-gp", "seeds": "3"}
+
+
+def test_log_job_once_with_params_metrics_and_tags(tracker):
+    parent = tracker.suite_run("toy", {})
+    metrics = pd.DataFrame({
+        "job_id": "job1",
+        "step": [0, 100, 100, 200],
+        "wall_s": [0.0, 1.5, 1.5, 3.25],
+        "metric": ["d_loss", "d_loss", "fid", "d_loss"],
+        "value": [0.75, 0.5, 42.0, 0.25],
+    })
+    params = {"objective": "nsgan", "lr_d": "0.0002", "arch.width": "16"}
+    run_id = tracker.log_job(parent, "job1", params, metrics, "done", [], start_time=START_S)
+
+    history = tracker.client.get_metric_history(run_id, "d_loss")
+    assert [(m.step, m.value, m.timestamp) for m in sorted(history, key=lambda m: m.step)] == [
+        (0, 0.75, 1_700_000_000_000), (100, 0.5, 1_700_000_001_500), (200, 0.25, 1_700_000_003_250),
+    ]
+    assert [(m.step, m.value) for m in tracker.client.get_metric_history(run_id, "fid")] == [(100, 42.0)]
+    run = tracker.client.get_run(run_id)
+    assert run.data.params == params
+    assert run.data.tags[PARENT_TAG] == parent
+    assert run.data.tags[JOB_TAG] == "job1"
+    assert run.data.tags[STATUS_TAG] == "done"
+    assert run.data.tags[SUITE_TAG] == "toy"
+    assert run.info.status == "FINISHED"
+    assert (run.info.start_time, run.info.end_time) == (1_700_000_000_000, 1_700_000_003_250)
+
+    # a rerun logs nothing new
+    assert tracker.log_job(parent, "job1", params, metrics, "done", [], start_time=START_S) == run_id
+    assert [r.info.run_id for r in child_runs(tracker, parent)] == [run_id]
+    assert tracker.job_run_ids(parent) == {"job1": run_id}
+
+
+def test_failed_job_is_a_failed_run_and_is_replaced_on_success(tracker):
+    parent = tracker.suite_run("toy", {})
+    failed = tracker.log_job(parent, "job1", {}, metric_rows("job1", 3), "failed", [])
+    assert tracker.client.get_run(failed).info.status == "FAILED"
+    diverged = tracker.log_job(parent, "job1", {}, metric_rows("job1", 5), "diverged", [])
+    assert diverged != failed
+    assert tracker.client.get_run(diverged).info.status == "FINISHED"
+    assert tracker.client.get_run(failed).info.lifecycle_stage == "deleted"
+    assert tracker.job_run_ids(parent) == {"job1": diverged}
+
+
+def test_unfinished_child_is_deleted_and_logged_anew(tracker):
+    parent = tracker.suite_run("toy", {})
+    # what a crash mid-flush leaves: a RUNNING child with half its metrics
+    crashed = tracker.client.create_run(
+        tracker.experiment_id, tags={PARENT_TAG: parent, JOB_TAG: "job1", STATUS_TAG: "done"}
+    ).info.run_id
+    run_id = tracker.log_job(parent, "job1", {}, metric_rows("job1", 4), "done", [])
+    assert run_id != crashed
+    assert tracker.client.get_run(crashed).info.lifecycle_stage == "deleted"
+    assert [r.info.run_id for r in child_runs(tracker, parent, "ACTIVE_ONLY")] == [run_id]
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "loss")] == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_artifacts_under_results_root_not_cwd(tracker, results_root):
+    job_dir = results_root / "toy" / "jobs" / "job1"
+    (job_dir / "samples").mkdir(parents=True)
+    (job_dir / "samples" / "step_000100.png").write_bytes(b"\x89PNG fake")
+    (job_dir / "spec.json").write_text("{}")
+    parent = tracker.suite_run("toy", {})
+    run_id = tracker.log_job(parent, "job1", {}, metric_rows("job1", 2), "done",
+                             [job_dir / "spec.json", job_dir / "samples"])
+    artifacts = results_root / "mlartifacts" / run_id / "artifacts"
+    assert tracker.client.get_run(run_id).info.artifact_uri == artifacts.as_uri()
+    assert (artifacts / "spec.json").read_text() == "{}"
+    assert (artifacts / "samples" / "step_000100.png").read_bytes() == b"\x89PNG fake"
+    assert sorted(a.path for a in tracker.client.list_artifacts(run_id)) == ["samples", "spec.json"]
+    assert os.listdir(Path.cwd()) == []
+
+
+def test_bad_inputs_refused_before_any_run(tracker, results_root):
+    parent = tracker.suite_run("toy", {})
+    with pytest.raises(ValueError, match="status 'running'; valid: done, diverged, failed"):
+        tracker.log_job(parent, "job1", {}, metric_rows("job1", 2), "running", [])
+    with pytest.raises(FileNotFoundError, match="do not exist: .*missing.png"):
+        tracker.log_job(parent, "job1", {}, metric_rows("job1", 2), "done", [results_root / "missing.png"])
+    with pytest.raises(ValueError, match="lacks column"):
+        tracker.log_job(parent, "job1", {}, metric_rows("job1", 2).drop(columns="wall_s"), "done", [])
+    assert child_runs(tracker, parent) == []
+
+
+def _log_one_job(uri: str, parent: str, job_id: str, barrier) -> None:
+    tracker = Tracker(uri, "bench")
+    tracker.experiment_id  # connect (and import mlflow) before the race starts
+    barrier.wait()
+    tracker.log_job(parent, job_id, {"job": job_id}, metric_rows(job_id, 200), "done", [])
+
+
+@pytest.mark.slow
+def test_concurrent_writer_processes_lose_nothing(tracker):
+    parent = tracker.suite_run("toy", {})
+    context = multiprocessing.get_context("spawn")  # like separate job processes: no shared connections
+    barrier = context.Barrier(8)
+    job_ids = [f"job{index}" for index in range(8)]
+    workers = [context.Process(target=_log_one_job, args=(tracker.uri, parent, job_id, barrier)) for job_id in job_ids]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert [worker.exitcode for worker in workers] == [0] * 8
+
+    runs = tracker.job_run_ids(parent)
+    assert sorted(runs) == job_ids
+    assert len(child_runs(tracker, parent)) == 8
+    for job_id, run_id in runs.items():
+        history = sorted(tracker.client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
+        assert [m.step for m in history] == list(range(200))
+        assert [m.value for m in history] == [s / 4 for s in range(200)]
+        assert tracker.client.get_run(run_id).data.params == {"job": job_id}
