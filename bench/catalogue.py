@@ -13,8 +13,13 @@ def dataset_kind(shape: tuple[int, ...]) -> str:
     return "mixture" if len(shape) == 1 else "image"
 
 
+# objectives whose critic judges (x, z) pairs have an encoder, and its reconstructions are scored
+EXTRA_METRICS = {"sample": (), "pair": ("reconstruction",)}
+
+
 def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
-    defaults = entry().defaults
+    built = entry()
+    defaults = built.defaults
     return ObjectiveInfo(
         option_defaults=dict(entry.option_defaults),
         optimizer=defaults.optimizer,
@@ -23,6 +28,7 @@ def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
         betas=tuple(defaults.betas),
         critic_steps=defaults.critic_steps,
         tricks=tuple((name, dict(options)) for name, options in defaults.tricks),
+        extra_metrics=EXTRA_METRICS[built.critic_input],
     )
 
 

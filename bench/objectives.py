@@ -75,6 +75,8 @@ class Objective:
     critic_outputs: int = 1
     generator_needs_real: bool = False
     extra_inputs: tuple[str, ...] = ()
+    # what the critic judges: "sample" C(x), or "pair" T(x, z) with an encoder E (BiGAN-QP)
+    critic_input: Literal["sample", "pair"] = "sample"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -641,6 +643,7 @@ def _build_bigan_qp(*, distance: str = "l1", lam: float = 10.0, beta1: float = 2
         defaults=defaults,
         generator_needs_real=True,
         extra_inputs=("x_real", "x_fake", "z_real", "z_fake"),
+        critic_input="pair",
     )
 
 

@@ -34,6 +34,7 @@ class ObjectiveInfo:
     betas: tuple[float, float]
     critic_steps: int
     tricks: tuple[tuple[str, Mapping[str, Any]], ...]
+    extra_metrics: tuple[str, ...] = ()  # evaluators every job of this objective gets
 
 
 @dataclass(frozen=True)
@@ -703,7 +704,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         lr_d=float(settings["lr_d"]),
         betas=(float(settings["betas"][0]), float(settings["betas"][1])),
         tricks=_merge_tricks(default_tricks, extra_tricks),
-        metrics=tuple(metrics),
+        metrics=tuple(dict.fromkeys([*metrics, *info.extra_metrics])),
         eval_every=train.eval_every,
         eval_samples=train.eval_samples,
         checkpoint_every=train.checkpoint_every,

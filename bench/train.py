@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bench import data as data_lib
 from bench import nets
 from bench.metrics import EvalContext, get_evaluator
-from bench.objectives import Objective, get_objective
+from bench.objectives import Objective, bigan_qp_reconstruction, get_objective
 from bench.penalties import Trick, TrickInputs, get_trick
 from bench.spec import JobSpec
 from bench.store import JobStore, MetricRow
@@ -80,6 +80,85 @@ def _make_optimizer(name: str, params: Any, lr: float, betas: tuple[float, float
     raise ValueError(f"unknown optimizer {name!r}; valid: adam, rmsprop, sgd")
 
 
+@dataclass
+class Judged:
+    """One batch as the critic saw it: outputs, the samples, and the extras an objective may ask for."""
+
+    c_real: Tensor
+    c_fake: Tensor
+    x_real: Tensor
+    x_fake: Tensor
+    extra: dict[str, Tensor]
+
+
+class SampleGame:
+    """The usual game: the critic judges samples, C(x_r) against C(G(z))."""
+
+    def __init__(self, job: Job) -> None:
+        spec, shape = job.spec, tuple(job.source.shape)
+        self.generator = nets.build_generator(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
+                                              options=job.generator_options).to(job.device)
+        self.critic = nets.build_critic(spec.arch, data_shape=shape, critic_outputs=job.objective.critic_outputs,
+                                        options=job.critic_options).to(job.device)
+        self.generator_side: list[nn.Module] = [self.generator]
+        self.needs_real = job.objective.generator_needs_real
+
+    def for_critic(self, x_real: Tensor, z: Tensor) -> Judged:
+        with torch.no_grad():
+            x_fake = self.generator(z)
+        return Judged(self.critic(x_real), self.critic(x_fake), x_real, x_fake, {})
+
+    def for_generator(self, x_real: Tensor, z: Tensor) -> Judged:
+        x_fake = self.generator(z)
+        c_fake = self.critic(x_fake)
+        if self.needs_real:
+            with torch.no_grad():  # C_r carries no gradient to the generator
+                c_real = self.critic(x_real)
+        else:
+            c_real = c_fake.new_empty(0)
+        return Judged(c_real, c_fake, x_real, x_fake, {})
+
+    def guide_loss(self, x_real: Tensor, z: Tensor) -> Tensor | None:
+        return None
+
+
+class PairGame:
+    """BiGAN-QP's game: an encoder E, and a critic T judging pairs, T(x_r, E(x_r)) against T(G(z), z)."""
+
+    def __init__(self, job: Job) -> None:
+        spec, shape = job.spec, tuple(job.source.shape)
+        self.generator = nets.build_generator(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
+                                              options=job.generator_options).to(job.device)
+        self.encoder = nets.build_encoder(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
+                                          options=job.generator_options).to(job.device)
+        self.critic = nets.build_pair_critic(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
+                                             options=job.critic_options).to(job.device)
+        self.generator_side = [self.generator, self.encoder]
+        self.beta1 = float(job.objective.options["beta1"])
+        self.beta2 = float(job.objective.options["beta2"])
+
+    def for_critic(self, x_real: Tensor, z: Tensor) -> Judged:
+        with torch.no_grad():
+            x_fake, z_real = self.generator(z), self.encoder(x_real)
+        extra = {"z_real": z_real, "z_fake": z}
+        return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
+
+    def for_generator(self, x_real: Tensor, z: Tensor) -> Judged:
+        # both sides carry gradients: G moves T(G(z), z), E moves T(x, E(x))
+        x_fake, z_real = self.generator(z), self.encoder(x_real)
+        extra = {"z_real": z_real, "z_fake": z}
+        return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
+
+    def guide_loss(self, x_real: Tensor, z: Tensor) -> Tensor:
+        # seed 002: each guide trains one network; the other's output is a stop-gradient
+        z_rec = self.encoder(self.generator(z).detach())
+        x_rec = self.generator(self.encoder(x_real).detach())
+        return bigan_qp_reconstruction(z, z_rec, x_real, x_rec, beta1=self.beta1, beta2=self.beta2)
+
+
+GAMES = {"sample": SampleGame, "pair": PairGame}
+
+
 class Job:
     """Everything one job needs, built from its JobSpec."""
 
@@ -90,20 +169,15 @@ class Job:
         self.source = data_lib.load_dataset(spec.dataset, root=data_root, options=dict(spec.dataset_options))
         self.objective: Objective = get_objective(spec.objective, **dict(spec.objective_options))
         self.tricks: list[Trick] = [get_trick(name, **dict(options)) for name, options in spec.tricks]
-        arch_options = dict(spec.arch_options)
-        generator_options = dict(arch_options)
-        critic_options = dict(arch_options)
+        self.generator_options = dict(spec.arch_options)
+        self.critic_options = dict(spec.arch_options)
         for trick in self.tricks:
-            generator_options.update(trick.generator_options())
-            critic_options.update(trick.critic_options())
-        shape = tuple(self.source.shape)
-        self.generator = nets.build_generator(
-            spec.arch, data_shape=shape, latent_dim=spec.latent_dim, options=generator_options
-        ).to(self.device)
-        self.critic = nets.build_critic(
-            spec.arch, data_shape=shape, critic_outputs=self.objective.critic_outputs, options=critic_options
-        ).to(self.device)
-        self.opt_g = _make_optimizer(spec.optimizer, self.generator.parameters(), spec.lr_g, spec.betas)
+            self.generator_options.update(trick.generator_options())
+            self.critic_options.update(trick.critic_options())
+        self.game = GAMES[self.objective.critic_input](self)
+        self.generator, self.critic = self.game.generator, self.game.critic
+        generator_params = [p for module in self.game.generator_side for p in module.parameters()]
+        self.opt_g = _make_optimizer(spec.optimizer, generator_params, spec.lr_g, spec.betas)
         self.opt_d = _make_optimizer(spec.optimizer, self.critic.parameters(), spec.lr_d, spec.betas)
         # independent streams: real batches (CPU), training noise and evaluation noise
         self.data_rng = torch.Generator().manual_seed(spec.seed * 7919 + 1)
@@ -124,21 +198,20 @@ class Job:
         batch = self.source.sample(self.spec.batch_size, self.data_rng)
         return batch.to(self.device, non_blocking=True)
 
-    def _extra(self, x_real: Tensor, x_fake: Tensor) -> dict[str, Tensor]:
-        available = {"x_real": x_real, "x_fake": x_fake}
+    def _losses_input(self, judged: Judged) -> dict[str, Tensor]:
+        available = {"x_real": judged.x_real, "x_fake": judged.x_fake, **judged.extra}
         return {key: available[key] for key in self.objective.extra_inputs}
 
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One generator step with its critic steps; returns detached (loss_d, loss_g) on device."""
-        objective, critic, generator = self.objective, self.critic, self.generator
+        objective, critic, game = self.objective, self.critic, self.game
         critic.requires_grad_(True)
         for _ in range(self.spec.critic_steps):
             x_real = self._real()
-            with torch.no_grad():
-                x_fake = generator(self._noise())
-            c_real, c_fake = critic(x_real), critic(x_fake)
-            loss_d = objective.d_loss(c_real, c_fake, **self._extra(x_real, x_fake))
-            inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=x_fake, c_real=c_real, c_fake=c_fake)
+            judged = game.for_critic(x_real, self._noise())
+            loss_d = objective.d_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
+            inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=judged.x_fake,
+                                 c_real=judged.c_real, c_fake=judged.c_fake)
             for trick in self.tricks:
                 term = trick.critic_term(inputs)
                 if term is not None:
@@ -151,19 +224,18 @@ class Job:
 
         # the critic is not updated in the generator step: no gradients for its parameters
         critic.requires_grad_(False)
-        x_fake = generator(self._noise())
-        c_fake = critic(x_fake)
-        if objective.generator_needs_real:
-            with torch.no_grad():
-                c_real = critic(x_real)
-        else:
-            c_real = c_fake.new_empty(0)
-        loss_g = objective.g_loss(c_real, c_fake, **self._extra(x_real, x_fake))
-        inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=x_fake, c_real=c_real, c_fake=c_fake)
+        z = self._noise()
+        judged = game.for_generator(x_real, z)
+        loss_g = objective.g_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
+        inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=judged.x_fake,
+                             c_real=judged.c_real, c_fake=judged.c_fake)
         for trick in self.tricks:
             term = trick.generator_term(inputs)
             if term is not None:
                 loss_g = loss_g + term
+        guide = game.guide_loss(x_real, z)
+        if guide is not None:
+            loss_g = loss_g + guide
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -184,8 +256,22 @@ class Job:
         self.generator.train(was_training)
         return torch.cat(chunks)
 
+    @torch.no_grad()
+    def _eval_mode(self, module: nn.Module, inputs: Tensor) -> Tensor:
+        was_training = module.training
+        module.eval()
+        try:
+            return module(inputs)
+        finally:
+            module.train(was_training)
+
     def evaluate(self) -> dict[str, float]:
         values: dict[str, float] = {}
+        encoder = getattr(self.game, "encoder", None)
+        coders = {}
+        if encoder is not None:
+            coders = {"encode": lambda x: self._eval_mode(encoder, x),
+                      "decode": lambda z: self._eval_mode(self.generator, z)}
         for evaluator in self.evaluators:
             context = EvalContext(
                 sample=self.sample,
@@ -194,12 +280,14 @@ class Job:
                 cache_dir=self.cache_dir,
                 seed=self.spec.seed,
                 options={"samples": self.spec.eval_samples},
+                **coders,
             )
             values.update(evaluator.evaluate(context))
         return values
 
     def weights_finite(self) -> bool:
-        flags = [p.detach().isfinite().all() for m in (self.generator, self.critic) for p in m.parameters()]
+        modules = [*self.game.generator_side, self.critic]
+        flags = [p.detach().isfinite().all() for m in modules for p in m.parameters()]
         return bool(torch.stack(flags).all())
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -208,7 +296,7 @@ class Job:
         return {
             "spec": self.spec.to_dict(),
             "step": step,
-            "generator": self.generator.state_dict(),
+            "generator_side": [module.state_dict() for module in self.game.generator_side],
             "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -225,7 +313,8 @@ class Job:
         }
 
     def load_state(self, state: dict[str, Any]) -> tuple[int, dict[str, float], dict[str, Any]]:
-        self.generator.load_state_dict(state["generator"])
+        for module, module_state in zip(self.game.generator_side, state["generator_side"]):
+            module.load_state_dict(module_state)
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])

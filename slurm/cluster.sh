@@ -145,17 +145,21 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 MaxArraySize=1001
 MaxJobCount=20000
-# Jobs may be requeued (submitit requeues itself on timeout/preemption).
+# Jobs may be requeued (submitit requeues itself on timeout/preemption). A job in partition
+# `urgent` (higher PriorityTier) preempts `debug` jobs: they get the user signal (USR2 from
+# submitit's --signal) at once and GraceTime seconds to checkpoint, then are requeued.
 JobRequeue=1
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
+SlurmctldParameters=preempt_send_user_signal
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=30
+PartitionName=urgent Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=2
 EOF
     then changed=0; fi
 

@@ -37,6 +37,8 @@ class EvalContext:
     from a fixed evaluation noise stream (the same z at every evaluation of a job).
     `source` is the job's bench.data source (real data, mixture centres, labels).
     `cache_dir` is where real-data statistics and trained helper networks are cached.
+    `encode(x)` -> z and `decode(z)` -> x are given for objectives with an encoder (BiGAN-QP), in
+    evaluation mode and without gradients; None otherwise.
     """
 
     sample: Callable[[int], Tensor]
@@ -45,6 +47,8 @@ class EvalContext:
     cache_dir: Path
     seed: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    encode: Callable[[Tensor], Tensor] | None = None
+    decode: Callable[[Tensor], Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,4 @@ def metric_directions() -> dict[str, Direction]:
 # evaluators register themselves on import; these lines make every one available with the package
 from bench.metrics import mixture  # noqa: E402,F401
 from bench.metrics.mixture import ModeStats, mixture_mode_stats  # noqa: E402,F401
+from bench.metrics import reconstruction  # noqa: E402,F401

@@ -55,10 +55,11 @@ class LabelledImages:
 
 
 class SmallCNN(nn.Module):
-    """Three conv blocks (16, 32, 64 channels, each halving H and W), a 128-d feature layer, a linear head.
+    """Three conv blocks (16, 32, 128 channels; the first two halve H and W), global average pooling to
+    128 features (the penultimate layer, as Inception's pool3), and a linear head.
 
-    Input (N, C, H, W) float in [-1, 1], any H, W >= 8. `features(x)` is the penultimate layer
-    (N, 128), non-negative (after ReLU); `forward(x)` the logits (N, num_classes).
+    Input (N, C, H, W) float in [-1, 1], any H, W >= 4. `features(x)` is (N, 128), non-negative and
+    of order 1 (batch-normalised, then ReLU, then averaged); `forward(x)` the logits (N, num_classes).
     """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
@@ -66,19 +67,17 @@ class SmallCNN(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
 
-        def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)
-            )
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
         self.body = nn.Sequential(
-            block(in_channels, 16),
-            block(16, 32),
-            block(32, 64),
-            nn.AdaptiveAvgPool2d(4),
+            *block(in_channels, 16),
+            nn.MaxPool2d(2),
+            *block(16, 32),
+            nn.MaxPool2d(2),
+            *block(32, FEATURE_DIM),
+            nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
-            nn.Linear(64 * 4 * 4, FEATURE_DIM),
-            nn.ReLU(),
         )
         self.head = nn.Linear(FEATURE_DIM, num_classes)
 

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.collections import PolyCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -53,9 +54,49 @@ def _style() -> tuple[object, object]:
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
+    # the layout is fixed in inches by _grid: one draw per figure (tight layouts draw two or three times)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
+
+
+@dataclass(frozen=True)
+class _Margins:
+    """Figure margins and gaps between panels, in inches."""
+
+    left: float = 0.75
+    right: float = 0.2
+    top: float = 0.4
+    bottom: float = 0.55
+    wgap: float = 0.3
+    hgap: float = 0.75
+    legend: float = 0.0
+
+
+def _grid(rows: int, cols: int, panel: tuple[float, float], margins: _Margins = _Margins(),
+          sharey: bool = False) -> tuple[plt.Figure, np.ndarray]:
+    """A rows x cols grid of `panel`-sized axes (inches) with fixed margins; axes shape (rows, cols)."""
+    m = margins
+    width = m.left + cols * panel[0] + (cols - 1) * m.wgap + m.right + m.legend
+    height = m.top + rows * panel[1] + (rows - 1) * m.hgap + m.bottom
+    figure, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, sharey=sharey)
+    figure.subplots_adjust(left=m.left / width, right=(width - m.right - m.legend) / width,
+                           bottom=m.bottom / height, top=1 - m.top / height,
+                           wspace=m.wgap / panel[0], hspace=m.hgap / panel[1])
+    return figure, axes
+
+
+def _legend(figure: plt.Figure, margins: _Margins, objectives: Sequence[str],
+            palette: Mapping[str, tuple[float, float, float]], marker: bool = False) -> None:
+    width = figure.get_figwidth()
+    handles = [plt.Line2D([], [], color=palette[o], lw=0 if marker else 2, marker="s" if marker else None)
+               for o in objectives]
+    figure.legend(handles, objectives, loc="center left", frameon=False,
+                  bbox_to_anchor=((width - margins.legend + 0.05) / width, 0.5))
+
+
+def _legend_width(objectives: Sequence[str]) -> float:
+    return 0.6 + 0.075 * max((len(o) for o in objectives), default=4)
 
 
 def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
@@ -66,24 +107,31 @@ def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], o
     data = bands.loc[(bands["metric"] == metric) & bands["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
-        figure, axes = plt.subplots(2, len(shown), figsize=(FACET_INCHES * len(shown), 5.2), squeeze=False,
-                                    sharey=True)
+        margins = _Margins(legend=_legend_width(objectives))
+        figure, axes = _grid(2, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
+        bands_by_axes: dict[tuple[int, int], tuple[list[np.ndarray], list[tuple[float, ...]]]] = {}
         for (cell, objective), curve in data.groupby(["cell", "objective"], sort=False):
             column = shown.index(cell)
             colour = palette[objective]
+            low, high = curve["mean_lo"].to_numpy(), curve["mean_hi"].to_numpy()
             for row, x in enumerate(("step", "wall_s")):
-                ax = axes[row, column]
-                ax.plot(curve[x], curve["mean"], color=colour, lw=1.4, label=objective)
-                ax.fill_between(curve[x], curve["mean_lo"], curve["mean_hi"], color=colour, alpha=0.2, lw=0)
+                xs = curve[x].to_numpy()
+                axes[row, column].plot(xs, curve["mean"], color=colour, lw=1.4)
+                polygons, colours = bands_by_axes.setdefault((row, column), ([], []))
+                keep = np.isfinite(low) & np.isfinite(high)
+                polygons.append(np.column_stack([np.r_[xs[keep], xs[keep][::-1]], np.r_[low[keep], high[keep][::-1]]]))
+                colours.append((*colour, 0.2))
+        # one collection per panel: hundreds of separate fill_between calls cost seconds
+        for (row, column), (polygons, colours) in bands_by_axes.items():
+            axes[row, column].add_collection(PolyCollection(polygons, facecolors=colours, linewidths=0))
+            axes[row, column].autoscale_view()
         for column, cell in enumerate(shown):
             axes[0, column].set_title(cell)
             axes[0, column].set_xlabel("generator step")
             axes[1, column].set_xlabel("wall time (s)")
         for row in range(2):
             axes[row, 0].set_ylabel(metric)
-        handles = [plt.Line2D([], [], color=palette[o], lw=2) for o in objectives]
-        figure.legend(handles, objectives, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-        figure.tight_layout()
+        _legend(figure, margins, objectives, palette)
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"])["n"].max())
     more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
@@ -98,23 +146,28 @@ def distribution_figure(runs: pd.DataFrame, metric: str, cells: Sequence[str], o
     shown = list(cells)[:MAX_FACETS]
     data = runs.loc[(runs["metric"] == metric) & runs["cell"].isin(shown)]
     present = [o for o in objectives if o in set(data["objective"])]
+    jitter = np.random.default_rng(0)
     axes_style, context = _style()
     with axes_style, context:
-        width = max(FACET_INCHES, 0.45 * len(present) + 1.0)
-        figure, axes = plt.subplots(1, len(shown), figsize=(width * len(shown), 3.4), squeeze=False, sharey=True)
+        margins = _Margins(bottom=0.35 + 0.07 * max(len(o) for o in present) if present else 0.55)
+        figure, axes = _grid(1, len(shown), (max(FACET_INCHES, 0.42 * len(present) + 0.4), 2.8), margins,
+                             sharey=True)
         for column, cell in enumerate(shown):
             ax = axes[0, column]
-            panel = data.loc[data["cell"] == cell]
-            sns.boxplot(data=panel, x="objective", y="final", hue="objective", order=present, hue_order=present,
-                        palette=palette, ax=ax, showfliers=False, boxprops={"alpha": 0.45}, legend=False)
-            sns.stripplot(data=panel, x="objective", y="final", hue="objective", order=present,
-                          hue_order=present, palette=palette, ax=ax, size=3.5, jitter=0.2, edgecolor="black",
-                          linewidth=0.4, legend=False)
+            by_objective = dict(tuple(data.loc[data["cell"] == cell].groupby("objective")["final"]))
+            values = [by_objective[o].to_numpy() if o in by_objective else np.zeros(0) for o in present]
+            boxes = ax.boxplot(values, positions=np.arange(len(present)), widths=0.6, patch_artist=True,
+                               showfliers=False, medianprops={"color": "black", "lw": 1.0})
+            for patch, objective in zip(boxes["boxes"], present):
+                patch.set(facecolor=(*palette[objective], 0.35), edgecolor="0.3", lw=0.8)
+            counts = [scores.size for scores in values]
+            xs = np.repeat(np.arange(len(present)), counts) + jitter.uniform(-0.18, 0.18, sum(counts))
+            colours = np.repeat(np.array([palette[o] for o in present]).reshape(-1, 3), counts, axis=0)
+            ax.scatter(xs, np.concatenate(values), s=11, c=colours, edgecolor="black", lw=0.4, zorder=3)
+            ax.set_xticks(np.arange(len(present)), present, rotation=45, ha="right", rotation_mode="anchor")
+            ax.set_xlim(-0.6, len(present) - 0.4)
             ax.set_title(cell)
-            ax.set_xlabel("")
             ax.set_ylabel(f"final {metric}" if column == 0 else "")
-            ax.tick_params(axis="x", labelrotation=45)
-        figure.tight_layout()
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"]).size())
     return FigureFile(path, f"Final {metric}",
@@ -128,7 +181,9 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
     data = summary.loc[(summary["metric"] == metric) & summary["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
-        figure, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(objectives) * len(shown) + 1.5), 3.2))
+        margins = _Margins(legend=_legend_width(objectives), bottom=0.45)
+        figure, axes = _grid(1, 1, (max(3.0, 0.32 * len(objectives) * len(shown) + 0.6), 2.6), margins)
+        ax = axes[0, 0]
         width = 0.8 / max(1, len(objectives))
         positions = np.arange(len(shown))
         for k, objective in enumerate(objectives):
@@ -140,8 +195,7 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
                    label=objective, yerr=np.nan_to_num(error), capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(positions, shown)
         ax.set_ylabel(f"final {metric} (mean)")
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-        figure.tight_layout()
+        _legend(figure, margins, objectives, palette, marker=True)
         _save(figure, path)
     n = seeds_text(data["n"])
     return FigureFile(path, "Mode coverage", f"Mean final {metric} with 95% bootstrap intervals ({n} per bar).")
@@ -159,15 +213,15 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
     panels = panels.loc[panels["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
-        figure, axes = plt.subplots(len(shown), len(objectives), figsize=(2.3 * len(objectives), 2.4 * len(shown)),
-                                    squeeze=False)
+        margins = _Margins(left=0.35, right=0.1, top=0.3, bottom=0.1, wgap=0.1, hgap=0.3)
+        figure, axes = _grid(len(shown), len(objectives), (1.9, 1.9), margins)
         for ax in axes.flat:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_aspect("equal")
         for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
             ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
-            points = np.load(panel.path)[:2000]
+            points = np.load(panel.path)[:1500]
             ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.35, color=palette[panel.objective],
                        rasterized=True)
             modes = centres.get(panel.dataset)
@@ -179,7 +233,6 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
             ax.set_title(f"{panel.objective} (seed {panel.seed})", fontsize=8)
         for row, cell in enumerate(shown):
             axes[row, 0].set_ylabel(cell)
-        figure.tight_layout()
         _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
@@ -191,15 +244,14 @@ def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Se
     """Each objective's final sample grid (final.png): one row per cell, one panel per objective."""
     shown = list(cells)[:MAX_FACETS]
     panels = panels.loc[panels["cell"].isin(shown)]
-    figure, axes = plt.subplots(len(shown), len(objectives), figsize=(2.6 * len(objectives), 2.8 * len(shown)),
-                                squeeze=False)
+    margins = _Margins(left=0.1, right=0.1, top=0.45, bottom=0.1, wgap=0.1, hgap=0.45)
+    figure, axes = _grid(len(shown), len(objectives), (2.4, 2.4), margins)
     for ax in axes.flat:
         ax.axis("off")
     for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
         ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
         ax.imshow(plt.imread(panel.path), interpolation="nearest")
         ax.set_title(f"{panel.cell}\n{panel.objective} (seed {panel.seed})", fontsize=8)
-    figure.tight_layout()
     _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final sample grid per objective; n = 1 seed per panel, the lowest finished seed.")
@@ -214,12 +266,14 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
     table = ranks.pivot(index="objective", columns="cell", values="rank").reindex(index=objectives, columns=cells)
     axes_style, context = _style()
     with axes_style, context:
-        figure, ax = plt.subplots(figsize=(1.1 * len(cells) + 2.5, 0.42 * len(objectives) + 1.2))
+        label_width = 0.2 + 0.075 * max((len(o) for o in objectives), default=4)
+        margins = _Margins(left=label_width, right=1.1, top=0.2, bottom=0.2 + 0.07 * max(len(c) for c in cells))
+        figure, axes = _grid(1, 1, (0.9 * len(cells) + 0.4, 0.32 * len(objectives) + 0.2), margins)
+        ax = axes[0, 0]
         sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis_r", cbar_kws={"label": "mean rank (1 = best)"},
                     linewidths=0.5, ax=ax)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        figure.tight_layout()
         _save(figure, path)
     return FigureFile(path, "Rank heatmap",
                       f"Rank of each objective within each cell by IQM of the final value, averaged over the "

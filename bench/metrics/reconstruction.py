@@ -1,0 +1,45 @@
+"""Reconstruction errors of objectives with an encoder (BiGAN-QP): how well G(E(x)) returns x and
+E(G(z)) returns z, on a fixed batch of real data and of noise."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
+
+# how many real samples / noise vectors the errors are averaged over (at most)
+DEFAULT_SAMPLES = 1000
+
+
+def reconstruction_errors(ctx: EvalContext) -> dict[str, float]:
+    """`x_reconstruction_mse`: mean over elements of (x - G(E(x)))^2 on real data;
+    `z_reconstruction_mse`: mean of (z - E(G(z)))^2 on standard-normal z. Both from fixed draws
+    (a generator seeded by the job's seed), so successive evaluations are comparable."""
+    if ctx.encode is None or ctx.decode is None:
+        raise ValueError("metric 'reconstruction' needs an objective with an encoder (bigan-qp)")
+    count = int(ctx.options.get("samples", DEFAULT_SAMPLES))
+    rng = torch.Generator().manual_seed(ctx.seed * 7919 + 4)
+    x = ctx.source.sample(min(count, DEFAULT_SAMPLES), rng).to(ctx.device)
+    z_of_x = ctx.encode(x)
+    x_rec = ctx.decode(z_of_x)
+    z = torch.randn(z_of_x.shape, generator=rng).to(ctx.device)
+    z_rec = ctx.encode(ctx.decode(z))
+    return {
+        "x_reconstruction_mse": float((x - x_rec).pow(2).mean()),
+        "z_reconstruction_mse": float((z - z_rec).pow(2).mean()),
+    }
+
+
+register_evaluator(
+    Evaluator(
+        name="reconstruction",
+        description="BiGAN-QP reconstruction errors of G(E(x)) and E(G(z))",
+        cost="negligible (one encoder/generator pass over 1k samples)",
+        metrics=(
+            MetricInfo("x_reconstruction_mse", "mean squared error of G(E(x)) against real x", "lower"),
+            MetricInfo("z_reconstruction_mse", "mean squared error of E(G(z)) against z", "lower"),
+        ),
+        applies_to=lambda source: True,
+        evaluate=reconstruction_errors,
+    )
+)
