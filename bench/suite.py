@@ -356,7 +356,11 @@ def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> 
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise SuiteError(source, [Problem((), f"not valid YAML: {getattr(error, 'problem', error)}", line)]) from None
+        message = f"not valid YAML: {getattr(error, 'problem', error)}"
+        context = getattr(error, "context_mark", None)
+        if context is not None and getattr(error, "context", None):
+            message += f" ({error.context} on line {context.line + 1})"
+        raise SuiteError(source, [Problem((), message, line)]) from None
     if not isinstance(raw, dict):
         raise SuiteError(source, [Problem((), f"a suite is a YAML mapping, got {type(raw).__name__}")])
     try:

@@ -83,6 +83,26 @@ def test_slurm_errors_name_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
         slurm.sacct_states(["1"])
 
 
+def test_make_slurm_executor_applies_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # build the executor on any machine; nothing is submitted
+    monkeypatch.setattr(slurm, "slurm_available", lambda: True)
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))
+    profile = load_profile(REPO / "slurm" / "profiles" / "gpu-example.yaml")
+    executor = slurm.make_slurm_executor(tmp_path, profile, job_name="suite-a")
+    assert executor.cluster == "slurm"
+    assert executor._executor.max_num_timeout == 5
+    parameters = executor._executor.parameters
+    assert parameters["job_name"] == "suite-a"
+    assert parameters["time"] == 240 and parameters["mem"] == "32GB" and parameters["partition"] == "gpu"
+    assert parameters["array_parallelism"] == 64 and parameters["signal_delay_s"] == 120
+
+
+def test_make_slurm_executor_needs_the_slurm_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(slurm.SlurmError, match=r"sbatch/srun/sacct/scontrol not found on PATH"):
+        slurm.make_slurm_executor(tmp_path, SlurmProfile())
+
+
 # --- the real cluster ------------------------------------------------------------------------------
 
 requires_env = pytest.mark.skipif(

@@ -202,7 +202,9 @@ def _describe(problem: Any, root: yaml.Node | None) -> str:
     kind = problem["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        close = difflib.get_close_matches(key, valid_keys(), n=1)
+        close = difflib.get_close_matches(key, valid_keys(), n=1) or [
+            valid for valid in valid_keys() if valid.startswith(f"{key}_")
+        ][:1]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{place}: unknown key{hint}; valid keys: {', '.join(valid_keys())}"
     message = problem["msg"].removeprefix("Value error, ")

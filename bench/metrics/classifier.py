@@ -1,8 +1,9 @@
 """A small CNN classifier per labelled image dataset: a fast feature extractor and a mode counter.
 
 `get_classifier(source, ...)` trains the classifier on the source's labelled train split, measures
-its accuracy on the held-out split, and caches both on disk, keyed by the dataset (name, options,
-shape, a fingerprint of its content) and the training seed. The same file is what torch-fidelity
+its accuracy on the held-out split, and caches both on disk, keyed by the dataset (name, shape
+(C, H, W) - so the resolution - and a fingerprint of its content, which stands for its options) and
+the training seed. The same file is what torch-fidelity
 loads as the `bench-classifier` feature extractor: FID, KID and precision/recall are computed in
 its penultimate-feature space (`features`, 128-d) and the Inception Score on its `logits`.
 """
@@ -13,12 +14,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,7 +45,6 @@ class LabelledImages:
     labels: Tensor
     num_classes: int
     test: LabelledImages | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "image"
 
     @property
@@ -126,14 +124,12 @@ def source_fingerprint(source: Any) -> str:
 
 
 def dataset_key(source: Any) -> dict[str, Any]:
-    """The JSON-able identity of a source's data: name, options, shape, content fingerprint."""
-    options = dict(getattr(source, "options", None) or {})
-    return {
-        "dataset": source.name,
-        "options": json.loads(json.dumps(options, sort_keys=True, default=str)),
-        "shape": list(source.shape),
-        "fingerprint": source_fingerprint(source),
-    }
+    """The JSON-able identity of a source's data: name, shape (C, H, W) and content fingerprint.
+
+    Sources do not carry their options; every option that changes the data (resolution, MNIST's
+    source, Stacked MNIST's reference size) changes the shape or the fingerprint instead.
+    """
+    return {"dataset": source.name, "shape": list(source.shape), "fingerprint": source_fingerprint(source)}
 
 
 def sha256_file(path: Path) -> str:

@@ -169,7 +169,9 @@ def real_cache_name(
 def _resolve_options(evaluator_name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"{evaluator_name}: unknown options {unknown}; valid: {', '.join(sorted(defaults))}")
+        raise ValueError(
+            f"metric {evaluator_name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(defaults)}"
+        )
     return {**defaults, **given}
 
 
@@ -311,8 +313,10 @@ def evaluate_classifier_fidelity(ctx: EvalContext) -> dict[str, float]:
     weights_file = classifier_file(
         ctx.source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"], device=ctx.device
     )
+    with torch.no_grad():
+        fake_images = ctx.sample(int(options["samples"]))
     result = fidelity_metrics(
-        ctx.sample(options["samples"]),
+        fake_images,
         ctx.source,
         extractor=CLASSIFIER_EXTRACTOR,
         weights_file=weights_file,
@@ -329,8 +333,10 @@ def evaluate_inception_fidelity(ctx: EvalContext) -> dict[str, float]:
     """fid/is/kid/precision/recall_inception of `options["samples"]` generated samples (see module doc)."""
     options = _resolve_options("fidelity-inception", INCEPTION_DEFAULTS, ctx.options)
     weights_file = inception_weights_path(options)
+    with torch.no_grad():
+        fake_images = ctx.sample(int(options["samples"]))
     result = fidelity_metrics(
-        ctx.sample(options["samples"]),
+        fake_images,
         ctx.source,
         extractor=INCEPTION_EXTRACTOR,
         weights_file=weights_file,
@@ -343,7 +349,7 @@ def evaluate_inception_fidelity(ctx: EvalContext) -> dict[str, float]:
     return _bench_names(result, "inception")
 
 
-register_evaluator(
+FIDELITY_CLASSIFIER = register_evaluator(
     Evaluator(
         name="fidelity-classifier",
         description="FID, IS, KID, precision/recall in the feature space of bench's small per-dataset classifier",
@@ -355,7 +361,7 @@ register_evaluator(
     )
 )
 
-register_evaluator(
+FIDELITY_INCEPTION = register_evaluator(
     Evaluator(
         name="fidelity-inception",
         description="FID, IS, KID, precision/recall in torch-fidelity's Inception-v3 (TF 2015) feature space",

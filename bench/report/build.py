@@ -21,7 +21,8 @@ from bench.report.stats import BOOTSTRAP_SEED
 ALPHA = 0.05
 TABLE_RESAMPLES = 1000
 CURVE_RESAMPLES = 200
-MAX_CONVERGENCE_FIGURES = 8
+MAX_CONVERGENCE_FIGURES = 6
+MAX_UNRANKED_CURVES = 4
 MAX_DISTRIBUTION_FIGURES = 6
 COVERAGE_METRIC = "modes_covered"
 
@@ -221,11 +222,14 @@ def _draw_figures(results: SuiteResults, analysis: _Analysis, figures_dir: Path)
         return drawn
     palette = figs.objective_palette(analysis.objectives)
     jobs = results.jobs.assign(cell=agg.cell_labels(results.jobs, analysis.cell_axes))
-    curve_metrics = (analysis.ranked + analysis.unranked)[:MAX_CONVERGENCE_FIGURES]
-    for metric in curve_metrics:
+    for metric in analysis.ranked[:MAX_CONVERGENCE_FIGURES]:
         drawn[f"convergence:{metric}"] = figs.convergence_figure(
             analysis.bands, metric, analysis.cells, analysis.objectives, palette,
             figures_dir / f"convergence_{_file_part(metric)}.png")
+    if analysis.unranked:
+        drawn["convergence:unranked"] = figs.unranked_curves_figure(
+            analysis.bands, analysis.unranked[:MAX_UNRANKED_CURVES], analysis.cells, analysis.objectives, palette,
+            figures_dir / "training_curves.png")
     for metric in analysis.ranked[:MAX_DISTRIBUTION_FIGURES]:
         drawn[f"final:{metric}"] = figs.distribution_figure(
             analysis.runs, metric, analysis.cells, analysis.objectives, palette,
@@ -327,7 +331,7 @@ def _unfinished_section(jobs: pd.DataFrame, analysis: _Analysis) -> Section:
     others = jobs.loc[jobs["status"] != "done"]
     if others.empty:
         return Section("Unfinished, failed and diverged jobs", blocks=[Paragraph("Every job is done.")])
-    order = {s: k for k, s in enumerate(agg.STATUSES)}
+    order = {s: k for k, s in enumerate(("failed", "running", "pending", "diverged"))}
     others = others.assign(_order=others["status"].map(order)).sort_values(
         ["_order", "objective", *analysis.cell_axes, "seed", "job_id"], kind="stable")
     columns = ("job", "status", *_group_columns(analysis), "seed", "step", "reason")

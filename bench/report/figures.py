@@ -99,6 +99,33 @@ def _legend_width(objectives: Sequence[str]) -> float:
     return 0.6 + 0.075 * max((len(o) for o in objectives), default=4)
 
 
+def _draw_bands(axes: np.ndarray, data: pd.DataFrame, rows: Sequence[tuple[str, str]], cells: Sequence[str],
+                palette: Mapping[str, tuple[float, float, float]]) -> None:
+    """Draw mean lines and 95% bands: axes[row, column] shows metric rows[row][0] against the x
+    column rows[row][1] ("step" or "wall_s") for cell cells[column]."""
+    polygons: dict[tuple[int, int], list[np.ndarray]] = {}
+    colours: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+    for (metric, cell, objective), curve in data.groupby(["metric", "cell", "objective"], sort=False):
+        colour = palette[objective]
+        mean, low, high = (curve[c].to_numpy() for c in ("mean", "mean_lo", "mean_hi"))
+        keep = np.isfinite(low) & np.isfinite(high)
+        for row, (row_metric, x) in enumerate(rows):
+            if row_metric != metric:
+                continue
+            where = (row, list(cells).index(cell))
+            xs = curve[x].to_numpy()
+            axes[where].plot(xs, mean, color=colour, lw=1.4)
+            polygons.setdefault(where, []).append(
+                np.column_stack([np.r_[xs[keep], xs[keep][::-1]], np.r_[low[keep], high[keep][::-1]]]))
+            colours.setdefault(where, []).append((*colour, 0.2))
+    # one collection per panel: hundreds of separate fill_between calls cost seconds
+    for where, panel_polygons in polygons.items():
+        axes[where].add_collection(PolyCollection(panel_polygons, facecolors=colours[where], linewidths=0))
+        axes[where].autoscale_view()
+    for ax in axes.flat:
+        ax.locator_params(nbins=5)
+
+
 def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
                        palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
     """`metric` against generator step (top row) and wall time (bottom row), one column per cell,
@@ -109,22 +136,7 @@ def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], o
     with axes_style, context:
         margins = _Margins(legend=_legend_width(objectives))
         figure, axes = _grid(2, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
-        bands_by_axes: dict[tuple[int, int], tuple[list[np.ndarray], list[tuple[float, ...]]]] = {}
-        for (cell, objective), curve in data.groupby(["cell", "objective"], sort=False):
-            column = shown.index(cell)
-            colour = palette[objective]
-            low, high = curve["mean_lo"].to_numpy(), curve["mean_hi"].to_numpy()
-            for row, x in enumerate(("step", "wall_s")):
-                xs = curve[x].to_numpy()
-                axes[row, column].plot(xs, curve["mean"], color=colour, lw=1.4)
-                polygons, colours = bands_by_axes.setdefault((row, column), ([], []))
-                keep = np.isfinite(low) & np.isfinite(high)
-                polygons.append(np.column_stack([np.r_[xs[keep], xs[keep][::-1]], np.r_[low[keep], high[keep][::-1]]]))
-                colours.append((*colour, 0.2))
-        # one collection per panel: hundreds of separate fill_between calls cost seconds
-        for (row, column), (polygons, colours) in bands_by_axes.items():
-            axes[row, column].add_collection(PolyCollection(polygons, facecolors=colours, linewidths=0))
-            axes[row, column].autoscale_view()
+        _draw_bands(axes, data, [(metric, "step"), (metric, "wall_s")], shown, palette)
         for column, cell in enumerate(shown):
             axes[0, column].set_title(cell)
             axes[0, column].set_xlabel("generator step")
@@ -137,6 +149,33 @@ def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], o
     more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
     return FigureFile(path, f"Convergence of {metric}",
                       f"{metric}: mean over seeds with 95% bootstrap band, against generator step and wall time "
+                      f"({n} per objective{more}).")
+
+
+def unranked_curves_figure(bands: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str],
+                           objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
+                           path: Path) -> FigureFile:
+    """Metrics that are plotted but never ranked (training losses): one row per metric against
+    generator step, one column per cell, mean over seeds with its 95% bootstrap band."""
+    shown = list(cells)[:MAX_FACETS]
+    data = bands.loc[bands["metric"].isin(list(metrics)) & bands["cell"].isin(shown)]
+    axes_style, context = _style()
+    with axes_style, context:
+        margins = _Margins(legend=_legend_width(objectives))
+        figure, axes = _grid(len(metrics), len(shown), (FACET_INCHES, 2.1), margins)
+        _draw_bands(axes, data, [(m, "step") for m in metrics], shown, palette)
+        for column, cell in enumerate(shown):
+            axes[0, column].set_title(cell)
+            axes[-1, column].set_xlabel("generator step")
+        for row, metric in enumerate(metrics):
+            axes[row, 0].set_ylabel(metric)
+        _legend(figure, margins, objectives, palette)
+        _save(figure, path)
+    n = seeds_text(data.groupby(["cell", "objective"])["n"].max())
+    more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
+    names = ", ".join(metrics)
+    return FigureFile(path, "Training curves",
+                      f"{names} (plotted, never ranked): mean over seeds with 95% bootstrap band "
                       f"({n} per objective{more}).")
 
 
@@ -194,6 +233,7 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
             ax.bar(positions + (k - (len(objectives) - 1) / 2) * width, mean, width, color=palette[objective],
                    label=objective, yerr=np.nan_to_num(error), capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(positions, shown)
+        ax.grid(axis="x", visible=False)
         ax.set_ylabel(f"final {metric} (mean)")
         _legend(figure, margins, objectives, palette, marker=True)
         _save(figure, path)
@@ -219,8 +259,12 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_aspect("equal")
+            ax.text(0.5, 0.5, "no samples", transform=ax.transAxes, ha="center", va="center", color="0.6",
+                    fontsize=8, gid="placeholder")
         for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
             ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
+            for text in ax.texts:
+                text.remove()
             points = np.load(panel.path)[:1500]
             ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.35, color=palette[panel.objective],
                        rasterized=True)

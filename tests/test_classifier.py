@@ -1,0 +1,139 @@
+"""The dataset classifier: shapes, uint8 conversion, training + disk cache, its torch-fidelity extractor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch.testing import assert_close
+
+from bench.metrics import classifier as classifier_lib
+from bench.metrics.classifier import (
+    FEATURE_EXTRACTOR_NAME,
+    ClassifierFeatureExtractor,
+    LabelledImages,
+    SmallCNN,
+    classifier_file,
+    classifier_paths,
+    get_classifier,
+    images_to_uint8,
+    uint8_to_images,
+)
+from bench.vision import torch_fidelity
+
+
+def digits_8px(name: str = "digits") -> LabelledImages:
+    """scikit-learn's digits at their native 8x8, in [-1, 1]; the last 297 images are the test split."""
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
+    labels = torch.from_numpy(bunch.target).long()
+    test = LabelledImages(name, images[1500:], labels[1500:], 10)
+    return LabelledImages(name, images[:1500], labels[:1500], 10, test=test)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LabelledImages, Path, SmallCNN, float]:
+    source = digits_8px()
+    cache_dir = tmp_path_factory.mktemp("cache")
+    model, accuracy = get_classifier(source, cache_dir=cache_dir, seed=0, device="cpu")
+    return source, cache_dir, model, accuracy
+
+
+def test_small_cnn_shapes():
+    grey = SmallCNN(1, 10)
+    assert grey.features(torch.zeros(5, 1, 32, 32)).shape == (5, 128)
+    assert grey(torch.zeros(5, 1, 32, 32)).shape == (5, 10)
+    colour = SmallCNN(3, 1000)
+    assert colour(torch.zeros(2, 3, 28, 28)).shape == (2, 1000)
+
+
+def test_uint8_conversion_values():
+    images = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, -3.0]).view(1, 1, 1, 7)
+    # (x + 1) * 127.5 = 0, 63.75, 127.5, 191.25, 255, 318.75, -255 -> rounded half to even, clamped
+    assert images_to_uint8(images).flatten().tolist() == [0, 64, 128, 191, 255, 255, 0]
+    assert_close(uint8_to_images(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+
+
+def test_trained_classifier_is_accurate_and_cached(trained, monkeypatch):
+    source, cache_dir, model, accuracy = trained
+    assert accuracy >= 0.9  # 8x8 digits, 1,500 training images; measured ~0.95-0.97
+    weights_path, info_path = classifier_paths(source, cache_dir=cache_dir, seed=0)
+    info = json.loads(info_path.read_text())
+    assert info["accuracy"] == accuracy and info["dataset"] == "digits" and info["shape"] == [1, 8, 8]
+    # the held-out accuracy is what the stored model scores on the test split
+    predictions = model(source.test.images).argmax(1)
+    assert_close((predictions == source.test.labels).double().mean().item(), accuracy)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier was trained again")
+
+    monkeypatch.setattr(classifier_lib, "train_classifier", no_training)
+    again, again_accuracy = get_classifier(source, cache_dir=cache_dir, seed=0, device="cpu")
+    assert again_accuracy == accuracy
+    assert_close(again(source.test.images[:16]), model(source.test.images[:16]))
+    assert not again.training and not any(p.requires_grad for p in again.parameters())
+
+
+def test_cache_key_follows_seed_content_and_resolution(trained):
+    source, cache_dir, _, _ = trained
+    path = classifier_paths(source, cache_dir=cache_dir, seed=0)[0]
+    assert classifier_paths(source, cache_dir=cache_dir, seed=1)[0] != path
+    changed = LabelledImages("digits", source.images.flip(-1), source.labels, 10, test=source.test)
+    assert classifier_paths(changed, cache_dir=cache_dir, seed=0)[0] != path
+    resized = torch.nn.functional.interpolate(source.images, size=16)
+    bigger = LabelledImages("digits", resized, source.labels, 10)
+    assert classifier_paths(bigger, cache_dir=cache_dir, seed=0)[0].name.startswith("digits-16px-seed0-")
+
+
+def test_no_test_split_holds_out_a_sixth(monkeypatch, tmp_path):
+    source = digits_8px()
+    source = LabelledImages("digits", source.images[:120], source.labels[:120], 10)
+    seen = {}
+
+    def fake_training(source, *, seed, device):
+        train_x, train_y, test_x, test_y = classifier_lib._splits(source, seed)
+        seen.update(train=len(train_x), test=len(test_x))
+        return SmallCNN(1, 10).eval(), 0.5
+
+    monkeypatch.setattr(classifier_lib, "train_classifier", fake_training)
+    _, accuracy = get_classifier(source, cache_dir=tmp_path, seed=0)
+    assert seen == {"train": 100, "test": 20} and accuracy == 0.5
+
+
+def test_registered_with_torch_fidelity_and_matches_the_model(trained):
+    source, cache_dir, model, _ = trained
+    tf = torch_fidelity()
+    assert tf.registry.FEATURE_EXTRACTORS_REGISTRY[FEATURE_EXTRACTOR_NAME] is ClassifierFeatureExtractor
+    weights = classifier_file(source, cache_dir=cache_dir, seed=0)
+    extractor = tf.utils.create_feature_extractor(
+        FEATURE_EXTRACTOR_NAME, ["features", "logits"], cuda=False, feature_extractor_weights_path=str(weights),
+        verbose=False,
+    )
+    pixels = images_to_uint8(source.test.images[:8])
+    features, logits = extractor(pixels)
+    quantised = uint8_to_images(pixels)
+    assert_close(features, model.features(quantised))
+    assert_close(logits, model(quantised))
+    assert features.shape == (8, 128) and bool((features >= 0).all())
+    with pytest.raises(ValueError, match=r"expects uint8 images \(N, 1, H, W\); got torch.float32 \(8, 1, 8, 8\)"):
+        extractor(quantised)
+
+
+def test_extractor_without_weights_says_what_it_needs():
+    with pytest.raises(ValueError, match="needs feature_extractor_weights_path: the classifier file"):
+        ClassifierFeatureExtractor(FEATURE_EXTRACTOR_NAME, ["features"])
+
+
+def test_bench_data_digits_integration(tmp_path):
+    """The classifier on bench.data's digits (8 px here for speed), cached by content."""
+    from bench.data import load_dataset
+
+    source = load_dataset("digits", root=tmp_path, options={"resolution": 8})
+    model, accuracy = get_classifier(source, cache_dir=tmp_path / "cache", seed=0)
+    assert accuracy >= 0.9
+    assert model(source.test.images[:4]).shape == (4, 10)
+    weights_path, _ = classifier_paths(source, cache_dir=tmp_path / "cache", seed=0)
+    assert weights_path.is_file() and weights_path.name.startswith("digits-8px-seed0-")

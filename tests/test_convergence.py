@@ -1,0 +1,120 @@
+"""Convergence summaries on hand-made curves; every expected value is worked out in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from torch.testing import assert_close
+
+from bench.metrics.convergence import (
+    CurveSummary,
+    ThresholdTime,
+    best_index,
+    divergence_step,
+    last_k_std,
+    normalised_auc,
+    summarise_curve,
+    time_to_threshold,
+)
+
+# a FID-like curve (lower is better) evaluated every 100 steps, 1.5 s apart
+STEPS = [0, 100, 200, 300, 400]
+WALL_S = [0.0, 1.5, 3.0, 4.5, 6.0]
+FID = [10.0, 6.0, 4.0, 5.0, 3.0]
+
+
+def test_summary_of_a_lower_is_better_curve():
+    summary = summarise_curve(STEPS, WALL_S, FID, direction="lower", threshold=5.0, last_k=3)
+    expected = CurveSummary(
+        direction="lower",
+        final=3.0,
+        best=3.0,
+        best_step=400.0,
+        threshold=5.0,
+        reached=True,
+        steps_to_threshold=200.0,  # first value <= 5 is 4.0, at step 200 (not 5.0 at step 300)
+        wall_s_to_threshold=3.0,
+        # trapezoids: (10+6)/2*100 + (6+4)/2*100 + (4+5)/2*100 + (5+3)/2*100 = 2150, over 400 steps
+        auc=5.375,
+        last_k=3,
+        last_k_std=1.0,  # [4, 5, 3]: mean 4, squared deviations 0+1+1 = 2, / (3-1) = 1
+        divergence_step=math.nan,
+    )
+    actual, wanted = summary.as_dict(), expected.as_dict()
+    assert actual.pop("direction") == wanted.pop("direction")
+    assert_close(actual, wanted, equal_nan=True)
+
+
+def test_threshold_never_reached_is_censored_not_the_run_length():
+    hit = time_to_threshold(STEPS, WALL_S, FID, threshold=2.0, direction="lower")
+    assert hit.reached is False
+    assert math.isnan(hit.step) and math.isnan(hit.wall_s)
+    summary = summarise_curve(STEPS, WALL_S, FID, direction="lower", threshold=2.0)
+    assert summary.reached is False
+    assert math.isnan(summary.steps_to_threshold) and math.isnan(summary.wall_s_to_threshold)
+
+
+def test_threshold_reached_exactly_counts_and_higher_direction():
+    recall = [0.1, 0.4, 0.6, 0.5]
+    assert time_to_threshold([0, 10, 20, 30], [0.0, 2.0, 4.0, 6.0], recall, threshold=0.4, direction="higher") == (
+        ThresholdTime(reached=True, step=10.0, wall_s=2.0)
+    )
+    missed = time_to_threshold([0, 10, 20, 30], [0.0, 2.0, 4.0, 6.0], recall, threshold=0.7, direction="higher")
+    assert missed.reached is False and math.isnan(missed.step) and math.isnan(missed.wall_s)
+
+
+def test_best_index_takes_the_first_of_ties_and_skips_nan():
+    assert best_index([3.0, 1.0, 1.0, 2.0], direction="lower") == 1
+    assert best_index([0.2, math.nan, 0.9, 0.9], direction="higher") == 2
+    assert best_index([math.nan, math.nan], direction="lower") == -1
+
+
+def test_auc_over_uneven_steps_is_the_mean_level():
+    # (1+3)/2 * 10 + (3+3)/2 * 30 = 20 + 90 = 110, over 40 steps
+    assert_close(normalised_auc([0, 10, 40], [1.0, 3.0, 3.0]), 2.75)
+    # a constant curve's mean level is the constant
+    assert_close(normalised_auc([5, 6, 50], [7.0, 7.0, 7.0]), 7.0)
+
+
+def test_one_evaluation_has_no_area_and_no_spread():
+    summary = summarise_curve([0], [0.0], [4.0], direction="lower", threshold=5.0, last_k=3)
+    assert summary.final == 4.0 and summary.best == 4.0 and summary.best_step == 0.0
+    assert summary.reached is True and summary.steps_to_threshold == 0.0
+    assert math.isnan(summary.auc) and math.isnan(summary.last_k_std)
+
+
+def test_last_k_std_uses_only_the_tail():
+    # last 2 of [100, 1, 3]: mean 2, squared deviations 1 + 1 = 2, / (2-1) -> std sqrt(2)
+    assert_close(last_k_std([100.0, 1.0, 3.0], 2), math.sqrt(2.0))
+    assert math.isnan(last_k_std([1.0, 2.0, math.nan], 2))
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        last_k_std([1.0, 2.0], 0)
+
+
+def test_diverged_curve():
+    steps, wall_s, values = [0, 100, 200, 300], [0.0, 1.0, 2.0, 3.0], [0.1, 0.5, math.nan, math.nan]
+    summary = summarise_curve(steps, wall_s, values, direction="higher", threshold=0.5, status="diverged")
+    assert summary.divergence_step == 200.0  # first non-finite value
+    assert summary.best == 0.5 and summary.best_step == 100.0
+    assert math.isnan(summary.final) and math.isnan(summary.auc)
+    assert summary.reached is True and summary.steps_to_threshold == 100.0
+    # diverged with every recorded value finite: it broke after its last evaluation
+    assert divergence_step([0, 100, 200], [1.0, 2.0, 3.0], status="diverged") == 200.0
+    assert math.isnan(divergence_step([0, 100, 200], [1.0, math.nan, 3.0], status="failed"))
+    assert math.isnan(divergence_step([0, 100, 200], [1.0, 2.0, 3.0], status="done"))
+
+
+def test_bad_curves_are_refused_with_what_is_valid():
+    with pytest.raises(ValueError, match="direction 'up'; valid: lower, higher"):
+        summarise_curve(STEPS, WALL_S, FID, direction="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"steps must be strictly increasing, got \[0.0, 100.0, 100.0\]"):
+        normalised_auc([0, 100, 100], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="must have one length T"):
+        summarise_curve(STEPS, WALL_S[:4], FID, direction="lower")
+    with pytest.raises(ValueError, match=r"steps must be 1-D \(T,\), got shape \(1, 5\)"):
+        normalised_auc([STEPS], [FID])
+    with pytest.raises(ValueError, match="at least one evaluation"):
+        normalised_auc([], [])
+    with pytest.raises(ValueError, match="status 'crashed'; valid: pending, running, done, diverged, failed"):
+        divergence_step(STEPS, FID, status="crashed")
