@@ -146,7 +146,7 @@ DefMemPerCPU=1024
 MaxArraySize=1001
 MaxJobCount=20000
 # Jobs may be requeued (submitit requeues itself on timeout/preemption). A job in partition
-# `urgent` (higher PriorityTier) preempts `debug` jobs: they get the user signal (USR2 from
+# "urgent" (higher PriorityTier) preempts "debug" jobs: they get the user signal (USR2 from
 # submitit's --signal) at once and GraceTime seconds to checkpoint, then are requeued.
 JobRequeue=1
 PreemptType=preempt/partition_prio

@@ -101,7 +101,7 @@ def test_paired_test_refuses_unpaired_shapes():
 def test_unpaired_test_is_mann_whitney():
     # complete separation of 3 vs 3: exact two-sided p = 2 / C(6, 3)
     result = unpaired_test(np.array([4.0, 5.0, 6.0]), np.array([1.0, 2.0, 3.0]))
-    assert (result.test, result.effect_name) == ("mann-whitney", "cliff's delta")
+    assert (result.test, result.effect_name) == ("mann-whitney", "Cliff's delta")
     assert_close((result.pvalue, result.statistic, result.effect), (0.1, 9.0, 1.0))
 
 

@@ -141,11 +141,10 @@ def _analyse(results: SuiteResults, directions: dict[str, agg.Direction], baseli
     else:
         jobs = jobs.assign(cell=pd.Series(dtype=str))
     cells = sorted(jobs["cell"].unique())
-    present_metrics = sorted(metrics["metric"].unique())
+    runs = agg.run_scores(metrics, jobs, [*axes, "cell"], directions)
+    present_metrics = sorted(runs["metric"].unique())
     ranked = [m for m in present_metrics if m in directions]
     unranked = [m for m in present_metrics if m not in directions]
-
-    runs = agg.run_scores(metrics, jobs, [*axes, "cell"], directions)
     ranked_runs = runs.loc[runs["metric"].isin(ranked)]
     summary = agg.summarise(ranked_runs, [*axes, "cell"], n_resamples=TABLE_RESAMPLES)
     status = agg.status_table(jobs, [*axes, "cell"]) if len(jobs) else pd.DataFrame()

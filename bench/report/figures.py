@@ -312,10 +312,11 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
     with axes_style, context:
         label_width = 0.2 + 0.075 * max((len(o) for o in objectives), default=4)
         margins = _Margins(left=label_width, right=1.1, top=0.2, bottom=0.2 + 0.07 * max(len(c) for c in cells))
-        figure, axes = _grid(1, 1, (0.9 * len(cells) + 0.4, 0.32 * len(objectives) + 0.2), margins)
+        figure, axes = _grid(1, 1, (0.9 * len(cells) + 0.4, 0.4 * len(objectives) + 0.2), margins)
         ax = axes[0, 0]
         sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis_r", cbar_kws={"label": "mean rank (1 = best)"},
                     linewidths=0.5, ax=ax)
+        ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel("")
         ax.set_ylabel("")
         _save(figure, path)

@@ -103,7 +103,8 @@ def _md_block(block: Block) -> str:
         lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
         return "\n".join(lines)
     if isinstance(block, Image):
-        return f"![{block.caption}]({block.relative})\n\n*{block.caption}*"
+        alt = block.caption.replace("[", "(").replace("]", ")")
+        return f"![{alt}]({block.relative})\n\n*{block.caption}*"
     raise TypeError(f"unknown block {type(block).__name__}")
 
 
@@ -169,6 +170,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     });
   });
 });
+document.documentElement.dataset.sortable = "ready";
 """
 
 

@@ -123,7 +123,7 @@ class TestResult:
     statistic: float
     pvalue: float
     effect: float
-    effect_name: Literal["matched-pairs rank-biserial", "cliff's delta"]
+    effect_name: Literal["matched-pairs rank-biserial", "Cliff's delta"]
     num_runs_x: int
     num_runs_y: int
 
@@ -156,7 +156,7 @@ def unpaired_test(scores_x: np.ndarray, scores_y: np.ndarray) -> TestResult:
     x, y = np.asarray(scores_x, dtype=float), np.asarray(scores_y, dtype=float)
     result = scipy.stats.mannwhitneyu(x, y, alternative="two-sided")
     return TestResult("mann-whitney", float(result.statistic), float(result.pvalue), cliffs_delta(x, y),
-                      "cliff's delta", x.size, y.size)
+                      "Cliff's delta", x.size, y.size)
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:

@@ -1,0 +1,259 @@
+"""Image metrics through torch-fidelity: values against independent numpy/scipy computations, the
+real-feature cache (hits, and misses when the weights file changes), offline Inception weights."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from sklearn.datasets import load_digits
+from torch.testing import assert_close
+
+from bench.metrics import EvalContext, get_evaluator
+from bench.metrics import fidelity
+from bench.metrics.classifier import ClassifierFeatureExtractor, LabelledImages, get_classifier, images_to_uint8
+from bench.metrics.classifier import uint8_to_images
+from bench.vision import torch_fidelity
+
+WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def digits_8px() -> LabelledImages:
+    """scikit-learn's digits at their native 8x8, in [-1, 1]; the last 297 images are the test split."""
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
+    labels = torch.from_numpy(bunch.target).long()
+    return LabelledImages("digits", images[:1500], labels[:1500], 10, test=LabelledImages("digits", images[1500:], labels[1500:], 10))
+
+
+def context(source, images, cache_dir: Path, **options) -> EvalContext:
+    """An EvalContext whose generator returns the first n rows of `images`."""
+    def sample(n: int) -> torch.Tensor:
+        assert n <= len(images), f"asked for {n} samples, have {len(images)}"
+        return images[:n]
+
+    return EvalContext(sample=sample, source=source, device=torch.device("cpu"), cache_dir=cache_dir, seed=0,
+                       options=options)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """(source, cache dir with its classifier trained, the classifier)."""
+    source = digits_8px()
+    cache_dir = tmp_path_factory.mktemp("cache")
+    model, _ = get_classifier(source, cache_dir=cache_dir, seed=0)
+    return source, cache_dir, model
+
+
+def distorted(images: torch.Tensor) -> torch.Tensor:
+    """A different image set: mirrored, with fixed noise, clipped to [-1, 1]."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    return (images.flip(-1) + 0.4 * noise).clamp(-1, 1)
+
+
+def features_of(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features, logits) float64 of images quantised to uint8 as on the torch-fidelity path."""
+    with torch.no_grad():
+        quantised = uint8_to_images(images_to_uint8(images))
+        features = model.features(quantised)
+        return features.double().numpy(), model.head(features).double().numpy()
+
+
+def test_metrics_against_themselves(digits):
+    source, cache_dir, _ = digits
+    values = get_evaluator("fidelity-classifier").evaluate(
+        context(source, source.images, cache_dir, samples=1500, real_samples=1500, kid_subsets=5, kid_subset_size=500)
+    )
+    assert_close(values["fid_classifier"], 0.0, atol=1e-6, rtol=0)
+    # every generated sample sits on a real one (distance 0 <= any k-NN radius), and vice versa
+    assert values["precision_classifier"] == 1.0 and values["recall_classifier"] == 1.0
+
+
+def test_metrics_equal_independent_computations(digits):
+    source, cache_dir, model = digits
+    fake = distorted(source.images)
+    values = get_evaluator("fidelity-classifier").evaluate(
+        # one KID subset holding every sample is a permutation of the full sets: deterministic
+        context(source, fake, cache_dir, samples=1500, real_samples=1500, kid_subsets=1, kid_subset_size=1500,
+                isc_splits=1, prc_neighborhood=3)
+    )
+    real_f, _ = features_of(model, source.images)
+    fake_f, fake_logits = features_of(model, fake)
+
+    mu_r, mu_f = real_f.mean(0), fake_f.mean(0)
+    cov_r, cov_f = np.cov(real_f, rowvar=False), np.cov(fake_f, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_r @ cov_f).real
+    fid = float(((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * covmean))
+    assert fid > 1.0
+    assert_close(values["fid_classifier"], fid, rtol=1e-4, atol=1e-4)
+
+    # IS, one split: exp(mean_x KL(p(y|x) || p(y)))
+    p = torch.softmax(torch.from_numpy(fake_logits), 1).numpy()
+    marginal = p.mean(0, keepdims=True)
+    inception_score = float(np.exp((p * (np.log(p) - np.log(marginal))).sum(1).mean()))
+    assert_close(values["is_classifier"], inception_score, rtol=1e-5, atol=0)
+
+    # KID: unbiased MMD^2 with the kernel (x.y / d + 1)^3
+    d = real_f.shape[1]
+    def kernel(a, b):
+        return (a @ b.T / d + 1) ** 3
+    k_ff, k_rr, k_fr = kernel(fake_f, fake_f), kernel(real_f, real_f), kernel(fake_f, real_f)
+    m = len(fake_f)
+    mmd2 = ((k_ff.sum() - np.trace(k_ff)) + (k_rr.sum() - np.trace(k_rr))) / (m * (m - 1)) - 2 * k_fr.mean()
+    assert_close(values["kid_classifier"], float(mmd2), rtol=1e-3, atol=1e-4)
+
+    # precision / recall (Kynkaanniemi et al.), k = 3 nearest neighbours, self excluded
+    real_t, fake_t = torch.from_numpy(real_f), torch.from_numpy(fake_f)
+    radius_r = torch.cdist(real_t, real_t).kthvalue(4, dim=1).values
+    radius_f = torch.cdist(fake_t, fake_t).kthvalue(4, dim=1).values
+    precision = (torch.cdist(fake_t, real_t) <= radius_r[None, :]).any(1).double().mean().item()
+    recall = (torch.cdist(real_t, fake_t) <= radius_f[None, :]).any(1).double().mean().item()
+    assert 0.0 < precision < 1.0 and 0.0 < recall < 1.0
+    assert_close(values["precision_classifier"], precision, atol=2 / 1500, rtol=0)  # float32 vs float64 ties
+    assert_close(values["recall_classifier"], recall, atol=2 / 1500, rtol=0)
+
+
+class Counter:
+    """Wraps a feature extractor's forward; records the batches it sees."""
+
+    def __init__(self, monkeypatch, cls) -> None:
+        self.batches: list[tuple[torch.dtype, tuple[int, ...]]] = []
+        forward = cls.forward
+
+        def counted(extractor, images):
+            self.batches.append((images.dtype, tuple(images.shape)))
+            return forward(extractor, images)
+
+        monkeypatch.setattr(cls, "forward", counted)
+
+    def images(self) -> int:
+        count = sum(shape[0] for _, shape in self.batches)
+        self.batches.clear()
+        return count
+
+
+def test_real_features_are_extracted_once(digits, monkeypatch):
+    source, cache_dir, _ = digits
+    counter = Counter(monkeypatch, ClassifierFeatureExtractor)
+    ctx = context(source, distorted(source.images), cache_dir, samples=100, real_samples=300, kid_subsets=3,
+                  kid_subset_size=50)
+    evaluator = get_evaluator("fidelity-classifier")
+    first = evaluator.evaluate(ctx)
+    assert counter.images() == 100 + 300
+    second = evaluator.evaluate(ctx)
+    assert counter.images() == 100  # the 300 real images come from the cache
+    assert first == second
+    cached = sorted(path.name for path in (cache_dir / "fidelity").iterdir())
+    assert any(re.fullmatch(r"digits-train-8px-n300-[0-9a-f]{16}-bench-classifier-stat-fid-features\.pt", n)
+               for n in cached), cached
+    # another real subset size is another cache entry
+    evaluator.evaluate(context(source, source.images, cache_dir, samples=100, real_samples=200, kid_subsets=3,
+                               kid_subset_size=50))
+    assert counter.images() == 100 + 200
+
+
+def test_options_are_checked(digits):
+    source, cache_dir, _ = digits
+    evaluator = get_evaluator("fidelity-classifier")
+    with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option\\(s\\) sampels; valid: samples"):
+        evaluator.evaluate(context(source, source.images, cache_dir, sampels=10))
+    with pytest.raises(ValueError, match=re.escape(
+        "fidelity-classifier: kid_subset_size=1000 exceeds the 20 generated or 300 real images; "
+        "isc_splits=30 exceeds the 20 generated images"
+    )):
+        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_samples=300, isc_splits=30))
+    with pytest.raises(ValueError, match="option real_split='val'; valid: test, train"):
+        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_split="val"))
+
+
+def test_evaluators_are_registered_with_directions():
+    classifier_ev, inception_ev = get_evaluator("fidelity-classifier"), get_evaluator("fidelity-inception")
+    assert {m.name: m.direction for m in classifier_ev.metrics} == {
+        "fid_classifier": "lower", "is_classifier": "higher", "kid_classifier": "lower",
+        "precision_classifier": "higher", "recall_classifier": "higher",
+    }
+    assert [m.name for m in inception_ev.metrics] == [
+        "fid_inception", "is_inception", "kid_inception", "precision_inception", "recall_inception",
+    ]
+    assert all(m.description for m in (*classifier_ev.metrics, *inception_ev.metrics))
+    digits = digits_8px()
+    assert classifier_ev.applies_to(digits) and inception_ev.applies_to(digits)
+
+    class Mixture:
+        kind = "mixture"
+        name = "ring8"
+
+    assert not classifier_ev.applies_to(Mixture()) and not inception_ev.applies_to(Mixture())
+    stacked = LabelledImages("stacked-mnist", torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), 1000)
+    assert not classifier_ev.applies_to(stacked) and inception_ev.applies_to(stacked)
+
+
+# --- Inception, offline -----------------------------------------------------------------------------
+
+
+def refuse_sampling(n: int) -> torch.Tensor:
+    raise AssertionError("sampled before checking the weights")
+
+
+def test_missing_inception_weights_message(monkeypatch, tmp_path):
+    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    ctx = EvalContext(sample=refuse_sampling, source=digits_8px(), device=torch.device("cpu"), cache_dir=tmp_path,
+                      seed=0)
+    with pytest.raises(fidelity.MissingWeightsError) as caught:
+        get_evaluator("fidelity-inception").evaluate(ctx)
+    assert str(caught.value) == (
+        f"Inception weights file {WEIGHTS_FILE} not found. Download "
+        f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE} on a machine with "
+        f"network access, then either set the environment variable BENCH_INCEPTION_WEIGHTS=/path/to/{WEIGHTS_FILE}, "
+        f"or set the option inception_weights: /path/to/{WEIGHTS_FILE} of metric fidelity-inception in the suite, "
+        f"or put the file at {tmp_path / 'hub' / 'checkpoints' / WEIGHTS_FILE}."
+    )
+    # a path that is given but absent is named, with where it came from
+    monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(tmp_path / "nowhere.pth"))
+    with pytest.raises(fidelity.MissingWeightsError, match=re.escape(
+        f"Inception weights file {tmp_path / 'nowhere.pth'} (from $BENCH_INCEPTION_WEIGHTS) does not exist."
+    )):
+        get_evaluator("fidelity-inception").evaluate(ctx)
+    # the torch hub location torch-fidelity downloads to is used when present
+    hub_file = tmp_path / "hub" / "checkpoints" / WEIGHTS_FILE
+    hub_file.parent.mkdir(parents=True)
+    hub_file.write_bytes(b"")
+    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS")
+    assert fidelity.inception_weights_path({}) == hub_file
+
+
+@pytest.mark.slow
+def test_inception_offline_cache_and_weights_key(tmp_path, monkeypatch):
+    """Two grey 8x8 real and two generated images; Inception on CPU runs at a few images per second."""
+    weights_a = fidelity.write_random_inception_weights(tmp_path / "a" / WEIGHTS_FILE, seed=0)
+    weights_b = fidelity.write_random_inception_weights(tmp_path / "b" / WEIGHTS_FILE, seed=1)
+    assert fidelity.weights_sha256(weights_a) != fidelity.weights_sha256(weights_b)
+    source = digits_8px()
+    source = LabelledImages("digits", source.images[:2], source.labels[:2], 10)
+    fake = distorted(source.images)
+    counter = Counter(monkeypatch, torch_fidelity().FeatureExtractorInceptionV3)
+    options = dict(samples=2, real_samples=2, isc_splits=1, kid_subsets=1, kid_subset_size=2, prc_neighborhood=1,
+                   batch_size=2)
+    evaluator = get_evaluator("fidelity-inception")
+
+    first = evaluator.evaluate(context(source, fake, tmp_path / "cache", inception_weights=str(weights_a), **options))
+    assert counter.batches == [(torch.uint8, (2, 3, 8, 8))] * 2  # generated then real: grey repeated to RGB
+    assert counter.images() == 4
+    assert set(first) == {"fid_inception", "is_inception", "kid_inception", "precision_inception",
+                          "recall_inception"}
+    assert all(math.isfinite(v) for v in first.values()) and first["fid_inception"] > 0
+
+    again = evaluator.evaluate(context(source, fake, tmp_path / "cache", inception_weights=str(weights_a), **options))
+    assert counter.images() == 2 and again == first
+
+    # other weights (here through the environment variable): the cached real features do not apply
+    monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(weights_b))
+    other = evaluator.evaluate(context(source, fake, tmp_path / "cache", **options))
+    assert counter.images() == 4
+    assert other["fid_inception"] != first["fid_inception"]
