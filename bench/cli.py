@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(jobs)} jobs")
         return 0
 
-    from bench.launch import default_paths, launch, plan_jobs, changed_jobs
+    from bench.launch import changed_jobs, default_paths, launch, plan_jobs, stop_requested
     from bench.store import SuiteStore
 
     executor = args.executor or config.executor.name
@@ -78,11 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{args.suite}: results under {suite_dir} were made with a different spec; refusing to mix them:\n"
             + "\n".join(f"  {line}" for line in changed)
             + "\nUse another suite name, or remove that results folder to start again.")
-    slurm_states = None
-    if executor == "slurm":
-        from bench.launch import slurm
+    from bench.launch import slurm
 
-        slurm_states = slurm.states_for_store(suite_store)
+    slurm_states = slurm.states_for_store(suite_store) if slurm.slurm_available() else None
     plan = plan_jobs(jobs, suite_store, slurm_states)
     suite_store.write_suite_yaml(suite.text)
     print(f"suite {suite.name}: {len(jobs)} jobs: {len(plan.complete)} complete, {len(plan.live)} running "
@@ -109,11 +107,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress, profile=profile,
                    wait=config.executor.wait if args.wait is None else args.wait)
         except KeyboardInterrupt:
-            print("\ninterrupted: jobs keep their checkpoints; run the same command again to resume",
-                  file=sys.stderr)
-            return 130
+            return _interrupted()
+        if stop_requested():
+            return _interrupted()
         print(f"ran {len(plan.to_run)} jobs in {time.perf_counter() - started:.1f}s")
     return _summarise(suite_store, jobs, report=not args.no_report)
+
+
+def _interrupted() -> int:
+    print("\ninterrupted: running jobs checkpoint and stay pending; run the same command again to resume",
+          file=sys.stderr)
+    return 130
 
 
 def _tracking_target(config, results_root: Path, suite_name: str, jobs):  # type: ignore[no-untyped-def]
@@ -318,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "on the SQLite store under the results root.")
     ui.add_argument("--results", default="results", help="results root (default: ./results)")
     ui.add_argument("--uri", help="tracking URI (default: sqlite under the results root)")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
     ui.add_argument("--serve", action="store_true", help="run `mlflow server` for jobs to log to over HTTP")
     ui.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     ui.set_defaults(func=cmd_ui)

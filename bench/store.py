@@ -392,11 +392,25 @@ class SuiteStore:
         table["eval_s"] = table["eval_s"].astype("float64")
         return table
 
-    def metrics_table(self) -> pd.DataFrame:
-        """Every job's metric rows concatenated (columns job_id, step, wall_s, metric, value;
-        dtypes object, int64, float64, object, float64); jobs with no metrics yet add nothing."""
-        frames = [self.job(job_id).read_metrics() for job_id in self.job_ids()]
-        frames = [f for f in frames if not f.empty]
-        if not frames:
+    def metrics_table(self, job_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The metric rows of `job_ids` (default: every job) as one table (columns job_id, step,
+        wall_s, metric, value; dtypes object, int64, float64, object, float64); jobs with no
+        metrics yet add nothing. The files are parsed in one pass over their concatenated text:
+        one `read_csv` per file costs seconds over a thousand jobs, this a fraction of one."""
+        header = ",".join(METRIC_COLUMNS) + "\n"
+        bodies: list[str] = []
+        for job_id in self.job_ids() if job_ids is None else job_ids:
+            path = self.job(job_id).metrics_path
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            if not text.startswith(header):
+                raise ValueError(f"{path}: the first line must be {header.strip()!r}")
+            body = text[len(header):]
+            bodies.append(body if not body or body.endswith("\n") else body + "\n")
+        if not any(bodies):
             return empty_metrics()
-        return pd.concat(frames, ignore_index=True).astype(METRIC_DTYPES)
+        frame = pd.read_csv(io.StringIO(header + "".join(bodies)), dtype={"job_id": str, "metric": str},
+                            keep_default_na=False, na_values={"wall_s": ["nan"], "value": ["nan"]})
+        return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]

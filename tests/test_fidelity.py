@@ -249,11 +249,20 @@ def test_inception_offline_cache_and_weights_key(tmp_path, monkeypatch):
                           "recall_inception"}
     assert all(math.isfinite(v) for v in first.values()) and first["fid_inception"] > 0
 
+    # FID's 2048x2048 eigendecomposition takes ~6 s on this CPU and is tested on the classifier path:
+    # from here on the Frechet distance is replaced by the distance between the means it is given
+    tf_metrics = torch_fidelity().metrics
+    monkeypatch.setattr(tf_metrics, "fid_statistics_to_metric", lambda stats_1, stats_2, verbose: {
+        torch_fidelity().KEY_METRIC_FID: float(np.abs(stats_1["mu"] - stats_2["mu"]).sum())
+    })
     again = evaluator.evaluate(context(source, fake, tmp_path / "cache", inception_weights=str(weights_a), **options))
-    assert counter.images() == 2 and again == first
+    assert counter.images() == 2  # the real images' features come from the cache
+    assert {k: v for k, v in again.items() if k != "fid_inception"} == {
+        k: v for k, v in first.items() if k != "fid_inception"
+    }
 
     # other weights (here through the environment variable): the cached real features do not apply
     monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(weights_b))
     other = evaluator.evaluate(context(source, fake, tmp_path / "cache", **options))
     assert counter.images() == 4
-    assert other["fid_inception"] != first["fid_inception"]
+    assert other["fid_inception"] != again["fid_inception"]

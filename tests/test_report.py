@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,6 +92,8 @@ def write_golden_suite(root: Path) -> Path:
                       reason="loss_d is nan at step 250" if diverged else None,
                       values=curves(modes, kl, evals=2 if diverged else 3), train_s=offsets[objective] + seed,
                       wall_per_step=offsets[objective] / 1000)
+            if diverged:  # the evaluation at divergence: not finite, so not the run's final value
+                store.job(spec.job_id).append_metrics([MetricRow(spec.job_id, 250, 5.0, "mode_kl", float("nan"))])
             if seed == 0:
                 store.job(spec.job_id).samples_dir.mkdir(parents=True)
                 covered = centres[: int(modes)]
@@ -326,10 +329,16 @@ def test_a_missing_baseline_is_reported_and_comparisons_skipped(tmp_path):
     store.write_suite_yaml("name: nobase\nreport:\n  thresholds:\n    fid_inception: 30\n")
     for objective in ("hinge", "lsgan"):
         for seed in (0, 1):
-            write_job(store, make_spec(objective, seed, suite="nobase"), status="done",
-                      values=curves(4 + seed, 0.5, evals=2), train_s=1.0)
+            spec = make_spec(objective, seed, suite="nobase", dataset="digits")
+            write_job(store, spec, status="done", values=curves(4 + seed, 0.5, evals=2), train_s=1.0)
+            store.job(spec.job_id).samples_dir.mkdir()
+            grid = np.full((16, 16, 3), 0.2 * seed)
+            grid[4:12, 4:12] = (1.0, 0.5, 0.0) if objective == "hinge" else (0.0, 0.5, 1.0)
+            plt.imsave(store.job(spec.job_id).samples_dir / "final.png", grid)
     result = build_report(store.root, directions=DIRECTIONS)
     markdown = result.markdown.read_text(encoding="utf-8")
+    assert "](figures/samples_images.png)" in markdown  # an image suite: each objective's sample grid
+    assert "samples_points.png" not in markdown
     note = "Baseline `nsgan` is not among the objectives of this suite (hinge, lsgan): comparisons skipped."
     assert note in markdown and note in result.notes
     assert ("Threshold on `fid_inception` skipped: no run has reported it "

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import cloudpickle
@@ -75,6 +77,25 @@ def test_sacct_states_expands_folded_array_tasks(monkeypatch: pytest.MonkeyPatch
         ["sacct", "--allocations", "--noheader", "--parsable2", "--format=JobID,State", "--jobs=120,121,122"]
     ]
     assert slurm.sacct_states([]) == {}
+
+
+def test_states_for_store_asks_sacct_for_recorded_slurm_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = {"a": {"slurm_job_id": "7_0"}, "b": {"slurm_job_id": None}, "c": {"slurm_job_id": "7_2"}}
+
+    class FakeSuiteStore:
+        def job_ids(self) -> list[str]:
+            return sorted(recorded)
+
+        def job(self, job_id: str) -> types.SimpleNamespace:
+            return types.SimpleNamespace(read_status=lambda: recorded[job_id])
+
+    asked: list[list[str]] = []
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: asked.append(ids) or {"7_0": "RUNNING", "7_2": "PENDING"})
+    assert slurm.states_for_store(FakeSuiteStore()) == {"7_0": "RUNNING", "7_2": "PENDING"}
+    assert asked == [["7_0", "7_2"]]
+    recorded.clear()
+    assert slurm.states_for_store(FakeSuiteStore()) == {}
+    assert len(asked) == 1
 
 
 def test_slurm_errors_name_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,6 +198,28 @@ class CountTo:
         return submitit.helpers.DelayedSubmission(self)
 
 
+class ToyRunner:
+    """Stands for the launcher's JobRunner: `spec.job_id` names it, calling it returns a status."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.spec = types.SimpleNamespace(job_id=job_id)
+        self.status = status
+
+    def __call__(self) -> str:
+        if self.status == "crash":
+            raise RuntimeError("toy job crashed")
+        return self.status
+
+
+class RecordingBar:
+    def __init__(self) -> None:
+        self.finished: dict[str, int] = {}
+
+    def update(self, *, finished: dict[str, int], running: int) -> None:
+        for bucket, count in finished.items():
+            self.finished[bucket] = self.finished.get(bucket, 0) + count
+
+
 def local_profile(**changes: object) -> SlurmProfile:
     """slurm/profiles/local.yaml with `changes`, validated again."""
     base = load_profile(REPO / "slurm" / "profiles" / "local.yaml")
@@ -188,7 +231,7 @@ def local_profile(**changes: object) -> SlurmProfile:
 def test_job_array_of_four_completes(cluster_cpus: int, tmp_path: Path) -> None:
     assert slurm.max_array_size() == 1001  # MaxArraySize written by slurm/cluster.sh
     executor = slurm.make_slurm_executor(tmp_path / "%j", local_profile(array_parallelism=4))
-    array = slurm.submit_array(executor, [functools.partial(square, value) for value in range(4)])
+    array = slurm.submit_job_array(executor, [functools.partial(square, value) for value in range(4)])
 
     assert array.task_ids == [f"{array.array_id}_{index}" for index in range(4)]
     assert [job.result() for job in array.jobs] == [0, 1, 4, 9]
@@ -199,9 +242,9 @@ def test_job_array_of_four_completes(cluster_cpus: int, tmp_path: Path) -> None:
 
 @pytest.mark.slurm
 @requires_env
-def test_submit_arrays_splits_into_arrays_of_the_given_size(cluster_cpus: int, tmp_path: Path) -> None:
+def test_submit_job_arrays_splits_into_arrays_of_the_given_size(cluster_cpus: int, tmp_path: Path) -> None:
     executor = slurm.make_slurm_executor(tmp_path / "%j", local_profile())
-    arrays = slurm.submit_arrays(executor, [functools.partial(square, value) for value in range(3)], array_size=2)
+    arrays = slurm.submit_job_arrays(executor, [functools.partial(square, value) for value in range(3)], array_size=2)
 
     assert [len(array.jobs) for array in arrays] == [2, 1]
     assert arrays[0].task_ids == [f"{arrays[0].array_id}_0", f"{arrays[0].array_id}_1"]
@@ -253,3 +296,25 @@ def test_preemption_by_a_higher_tier_partition_requeues_and_resumes(cluster_cpus
     assert len(starts) == 2 and starts[0] == 0 and 0 < starts[1] < 24, starts
     assert wait_final([job.job_id, urgent], timeout_s=30) == {job.job_id: "COMPLETED", urgent: "COMPLETED"}
     assert "this job is preempted" in Path(job.paths.stdout).read_text()
+
+
+@pytest.mark.slurm
+@requires_env
+def test_submit_array_waits_and_reports_each_status(cluster_cpus: int, tmp_path: Path) -> None:
+    runners = [ToyRunner("job-a", "done"), ToyRunner("job-b", "diverged"), ToyRunner("job-c", "crash")]
+    bar = RecordingBar()
+    messages: list[str] = []
+    statuses = slurm.submit_array(runners, folder=tmp_path / "submitit", profile=local_profile(array_parallelism=3),
+                                  bar=bar, echo=messages.append, poll_s=1.0)
+    assert statuses == {"job-a": "done", "job-b": "diverged", "job-c": "failed"}
+    assert bar.finished == {"done": 1, "diverged": 1, "failed": 1}
+    assert re.fullmatch(rf"submitted 3 jobs as SLURM array \d+ \(logs: {re.escape(str(tmp_path))}/submitit\)",
+                        messages[0]), messages
+
+
+@pytest.mark.slurm
+@requires_env
+def test_submit_array_without_waiting_returns_at_once(cluster_cpus: int, tmp_path: Path) -> None:
+    statuses = slurm.submit_array([ToyRunner("job-a", "done")], folder=tmp_path / "submitit",
+                                  profile=local_profile(), wait=False, echo=lambda message: None)
+    assert statuses == {"job-a": "submitted"}

@@ -244,3 +244,33 @@ def test_changed_suite_is_refused_with_the_difference(tiny_suite, tmp_path) -> N
     assert result.returncode == 2
     assert "were made with a different spec; refusing to mix them" in result.stderr
     assert "steps: 60 -> 80" in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) -> None:
+    settings = {**TINY_SUITE["train"], "steps": 3000, "checkpoint_every": 500, "log_every": 10, "eval_every": 500}
+    suite = write_suite(tmp_path, {"train": settings, "executor": {"name": "local", "max_parallel": 2}})
+    command = [sys.executable, "-m", "bench", "run", str(suite), "--no-tracking", "--no-report", "--no-progress"]
+    # a new session, so the whole process group can be sent SIGINT, as a terminal's Ctrl-C does
+    process = subprocess.Popen(command, cwd=tmp_path, env=bench_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    store = SuiteStore(tmp_path / "results" / "tiny")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        steps = [store.job(j).read_status().get("step") or 0 for j in store.job_ids()]
+        if len(steps) == 2 and min(steps) >= 20:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    statuses = [store.job(j).read_status() for j in store.job_ids()]
+    assert [s["status"] for s in statuses] == ["pending", "pending"], statuses
+    assert all(s["reason"].startswith("interrupted at step ") for s in statuses)
+    assert all(store.job(j).checkpoint_path.exists() for j in store.job_ids())
+
+    again = run_bench(command[3:], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 to resume" in again.stdout
+    assert [store.job(j).read_status()["status"] for j in store.job_ids()] == ["done", "done"]

@@ -76,19 +76,27 @@ class JobRunner:
             torch.set_num_threads(self.threads)
         store = SuiteStore(self.suite_dir).job(self.spec.job_id)
         store.path.mkdir(parents=True, exist_ok=True)
-        slurm_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+        slurm_id = _slurm_task_id()
         if slurm_id:
-            task = os.environ.get("SLURM_ARRAY_TASK_ID")
-            store.write_status(store.read_status()["status"], slurm_job_id=f"{slurm_id}_{task}" if task else slurm_id)
-        previous = None
-        if threading.current_thread() is threading.main_thread() and not slurm_id:
-            previous = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
+            store.write_status(store.read_status()["status"], slurm_job_id=slurm_id)
+        previous: dict[int, Any] = {}
+        preempted = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            if slurm_id:
+                # submitit's handler would requeue at once, losing the steps since the last
+                # checkpoint; instead the loop checkpoints at its next logging interval, and
+                # then submitit's handler requeues (see below)
+                usr = _submitit_signal()
+                previous[usr] = signal.signal(usr, lambda *_: (preempted.set(), _stop_requested.set()))
+            else:
+                previous[signal.SIGINT] = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
         with open(store.log_path, "a", buffering=1) as log_file:
 
             def log(message: str) -> None:
                 log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
-            log(f"job {self.spec.job_id} on {socket.gethostname()} pid {os.getpid()}: "
+            log(f"job {self.spec.job_id} on {socket.gethostname()} pid {os.getpid()}, "
+                f"{torch.get_num_threads()} torch threads: "
                 f"{self.spec.objective} / {self.spec.arch} / seed {self.spec.seed}")
             try:
                 result = train(self.spec, store, data_root=self.paths.data_root, cache_dir=self.paths.cache_dir,
@@ -101,8 +109,13 @@ class JobRunner:
                 store.write_status("failed", reason=reason)
                 status = "failed"
             finally:
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+            if preempted.is_set() and status == "pending":
+                log("preempted: checkpoint written; asking SLURM to requeue this job")
+                handler = previous[_submitit_signal()]
+                if callable(handler):
+                    handler(_submitit_signal(), None)  # submitit: calls self.checkpoint, requeues, exits
             if status in COMPLETE + ("failed",) and self.tracking is not None:
                 flush_to_mlflow(store, self.tracking, log)
         return status
@@ -111,6 +124,21 @@ class JobRunner:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _slurm_task_id() -> str | None:
+    """This process's SLURM job as sacct names it: "123_4" for an array task, else "123"."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def _submitit_signal() -> int:
+    from submitit.core.job_environment import JobEnvironment
+
+    return int(JobEnvironment._usr_sig())
 
 
 def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[str], None] = print) -> str | None:
@@ -137,15 +165,38 @@ def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[st
 # ------------------------------------------------------------------------------------------------
 
 
+LIVE_SLURM_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+                     "REQUEUE_HOLD", "REQUEUE_FED")
+
+
+# how long a submitted job that sacct does not know yet still counts as queued
+UNKNOWN_SLURM_JOB_GRACE_S = 600.0
+
+
+def _age_s(timestamp: str | None) -> float:
+    from datetime import datetime, timezone
+
+    if not timestamp:
+        return float("inf")
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(timestamp)).total_seconds()
+
+
 def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) -> bool:
-    """Whether a job recorded as running is really running (its process or SLURM job is alive)."""
-    if status.get("status") != "running":
+    """Whether a job not complete is running or queued somewhere: its SLURM job is pending or
+    running (when sacct can be asked), or the process recorded in its status is alive."""
+    if status.get("status") in COMPLETE:
         return False
     slurm_job = status.get("slurm_job_id")
+    if slurm_job and slurm_states is not None:
+        state = slurm_states.get(str(slurm_job), "")
+        if not state:
+            # accounting may lag a fresh submission by a moment: recent means queued
+            return _age_s(status.get("updated_at")) < UNKNOWN_SLURM_JOB_GRACE_S
+        return state.split()[0] in LIVE_SLURM_STATES
+    if status.get("status") != "running":
+        return False
     if slurm_job:
-        state = (slurm_states or {}).get(slurm_job, "")
-        return state.split()[0] in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING",
-                                    "SUSPENDED", "RESIZING") if state else False
+        return True  # recorded as running on a cluster this machine cannot ask: not touched
     if status.get("host") != socket.gethostname():
         return True  # another machine's process: cannot be checked from here, so not touched
     pid = status.get("pid")
@@ -229,7 +280,7 @@ class Progress:
 
         self.bar = tqdm(total=total, initial=already, desc=name, unit="job", disable=not enabled,
                         file=sys.stderr, dynamic_ncols=True)
-        self.counts = {"done": already, "diverged": 0, "failed": 0, "running": 0}
+        self.counts = {"done": already, "diverged": 0, "failed": 0, "pending": 0, "running": 0}
 
     def update(self, *, finished: dict[str, int], running: int) -> None:
         advanced = sum(finished.values())
@@ -238,7 +289,8 @@ class Progress:
         self.counts["running"] = running
         self.bar.set_postfix_str(
             f"done {self.counts['done']} diverged {self.counts['diverged']} failed {self.counts['failed']} "
-            f"running {running}", refresh=False)
+            f"running {running}" + (f" interrupted {self.counts['pending']}" if self.counts["pending"] else ""),
+            refresh=False)
         self.bar.update(advanced)
 
     def close(self) -> None:
@@ -264,7 +316,15 @@ def launch(
 
     threads = threads or default_threads(executor, max_parallel)
     folder = suite_dir / "submitit"
-    runners = [JobRunner(job, suite_dir, paths, tracking, threads) for job in jobs]
+    # cluster jobs flush their own MLflow run; local ones are flushed here, by the process that
+    # already has MLflow loaded (a second or two saved per job)
+    job_tracking = tracking if executor == "slurm" else None
+    runners = [JobRunner(job, suite_dir, paths, job_tracking, threads) for job in jobs]
+
+    def ended(runner: JobRunner, status: str) -> None:
+        results[runner.spec.job_id] = status
+        if tracking is not None and status in COMPLETE + ("failed",):
+            flush_to_mlflow(SuiteStore(suite_dir).job(runner.spec.job_id), tracking)
     results: dict[str, str] = {}
     bar = Progress(len(jobs), 0, suite_dir.name, progress)
     try:
@@ -275,8 +335,8 @@ def launch(
                     break
                 bar.update(finished={}, running=1)
                 status = debug.submit(runner).result()
-                results[runner.spec.job_id] = status
-                bar.update(finished={_bucket(status): 1}, running=0)
+                ended(runner, status)
+                bar.update(finished={status: 1}, running=0)
         elif executor == "local":
             local = submitit.LocalExecutor(folder=folder)
             local.update_parameters(timeout_min=60 * 24 * 7)
@@ -291,8 +351,8 @@ def launch(
                     if job.done():
                         running.remove((runner, job))
                         status = _local_result(job, runner, suite_dir)
-                        results[runner.spec.job_id] = status
-                        finished[_bucket(status)] = finished.get(_bucket(status), 0) + 1
+                        ended(runner, status)
+                        finished[status] = finished.get(status, 0) + 1
                 bar.update(finished=finished, running=len(running))
                 if stop_requested() and not running:
                     break
@@ -306,10 +366,6 @@ def launch(
     finally:
         bar.close()
     return results
-
-
-def _bucket(status: str) -> str:
-    return status if status in ("done", "diverged", "failed") else "failed" if status != "pending" else "done"
 
 
 def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> str:

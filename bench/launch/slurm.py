@@ -4,7 +4,7 @@ What the launcher needs from a SLURM cluster, and nothing about what a job compu
 
     profile = load_profile(Path("slurm/profiles/local.yaml"))
     executor = make_slurm_executor(folder, profile)
-    arrays = submit_arrays(executor, [train_job_1, train_job_2, ...])   # chunked by MaxArraySize
+    arrays = submit_job_arrays(executor, [train_job_1, train_job_2, ...])   # chunked by MaxArraySize
     states = sacct_states([job.job_id for array in arrays for job in array.jobs])
 
 Preemption and timeouts go through submitit's checkpointing: a submitted callable object with a
@@ -14,6 +14,16 @@ limit (submitit writes `#SBATCH --signal=USR2@<signal_delay_s>`); a preemption, 
 with `send_signal(job_id)` (`scancel --signal=USR2 <job_id>`, which reaches the job steps, where
 submitit's python runs). The handler calls the callable's `checkpoint`, pickles what it returns,
 runs `scontrol requeue <job_id>` and exits; the requeued job starts again from that pickle.
+
+Three facts that decide whether this works on a cluster:
+- the signal must reach the steps, not the batch shell: `scancel --batch` or `--full` sends USR2
+  to bash, which dies of it (the job ends FAILED, no checkpoint);
+- a real preemption sends USR2 only where slurm.conf has `SlurmctldParameters=preempt_send_user_signal`
+  and the preempted partition a `GraceTime`; otherwise the job gets SIGTERM (which submitit ignores)
+  and is requeued by SLURM from the original pickle, so resuming rests on the job's own checkpoint file;
+- a requeued job waits `AuthInfo=cred_expire` seconds (default 120) before it may start again.
+submitit calls a signal "timed-out" (counted against `max_num_timeout`) when the job has run
+min(0.8 * limit, limit - 10 min), so with a limit of 10 minutes or less every USR2 is a timeout.
 """
 
 from __future__ import annotations
@@ -21,10 +31,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import submitit
 
@@ -138,7 +149,7 @@ def make_slurm_executor(folder: Path, profile: SlurmProfile, *, job_name: str = 
     return executor
 
 
-def submit_array(executor: submitit.Executor, callables: Sequence[Callable[[], Any]]) -> ArraySubmission:
+def submit_job_array(executor: submitit.Executor, callables: Sequence[Callable[[], Any]]) -> ArraySubmission:
     """Submit `callables` (each called with no arguments) as ONE job array; at most MaxArraySize."""
     if not callables:
         raise ValueError("submit_array needs at least one callable")
@@ -147,7 +158,7 @@ def submit_array(executor: submitit.Executor, callables: Sequence[Callable[[], A
     return ArraySubmission(array_id=jobs[0].job_id.split("_")[0], jobs=jobs)
 
 
-def submit_arrays(
+def submit_job_arrays(
     executor: submitit.Executor, callables: Sequence[Callable[[], Any]], *, array_size: int | None = None
 ) -> list[ArraySubmission]:
     """Submit `callables` as as few job arrays as the cluster allows, in order.
@@ -155,7 +166,7 @@ def submit_arrays(
     `array_size` defaults to `max_array_size()`; pass a smaller one to spread work over arrays.
     """
     size = max_array_size() if array_size is None else array_size
-    return [submit_array(executor, part) for part in chunk(callables, size)]
+    return [submit_job_array(executor, part) for part in chunk(callables, size)]
 
 
 # "123", "123_4", "123_[0-3]", "123_[1,3,5-7%2]", "123+0" (heterogeneous component)
@@ -204,3 +215,127 @@ def send_signal(job_id: str, signal: str = "USR2") -> None:
     `srun` step where submitit's python runs), not to the batch shell, which would not pass it on.
     """
     _run(["scancel", f"--signal={signal}", job_id])
+
+
+# ---- what `bench run --executor slurm` and `bench status` call -----------------------------------
+
+
+class _Spec(Protocol):
+    job_id: str
+
+
+class Runner(Protocol):
+    """A job to submit: called with no arguments in the SLURM job, returns the job's final status
+    ("done", "diverged", "failed"); `spec.job_id` names it. A `checkpoint` method makes it requeue
+    itself on USR2 (see the module docstring)."""
+
+    spec: _Spec
+
+    def __call__(self) -> str: ...
+
+
+class Progress(Protocol):
+    def update(self, *, finished: dict[str, int], running: int) -> None: ...
+
+
+def submit_array(
+    runners: Sequence[Runner],
+    *,
+    folder: Path,
+    profile: SlurmProfile,
+    wait: bool = True,
+    bar: Progress | None = None,
+    echo: Callable[[str], None] = print,
+    poll_s: float = 5.0,
+) -> dict[str, str]:
+    """Submit `runners` as SLURM job arrays (as few as MaxArraySize allows); {job_id: status}.
+
+    With `wait=False`, every status is "submitted" and this returns at once. With `wait=True`, it
+    polls sacct every `poll_s` seconds until every task has a final state: a COMPLETED task's
+    status is what its runner returned; a task that ended otherwise (FAILED, TIMEOUT,
+    OUT_OF_MEMORY, CANCELLED, ...) is "failed", recorded in the job's status.json with the SLURM
+    state as reason when the runner carries `suite_dir`. Ctrl-C stops waiting, not the jobs.
+    """
+    if not runners:
+        return {}
+    executor = make_slurm_executor(Path(folder), profile, job_name=Path(folder).parent.name or "bench")
+    arrays = submit_job_arrays(executor, runners)
+    # arrays are consecutive chunks of `runners`, so the jobs line up with them in order
+    pairs = list(zip(runners, [job for array in arrays for job in array.jobs], strict=True))
+    echo(
+        f"submitted {len(runners)} jobs as SLURM array{'s' if len(arrays) > 1 else ''} "
+        f"{', '.join(array.array_id for array in arrays)} (logs: {folder})"
+    )
+    # recorded at once, so that a second `bench run` sees these jobs as queued and adds none
+    from bench.store import SuiteStore
+
+    for runner, job in pairs:
+        suite_dir = getattr(runner, "suite_dir", None)
+        if suite_dir is not None:
+            store = SuiteStore(Path(suite_dir)).job(runner.spec.job_id)
+            store.write_status(store.read_status()["status"], slurm_job_id=job.job_id)
+    statuses = {runner.spec.job_id: "submitted" for runner in runners}
+    if not wait:
+        return statuses
+    pending = {job.job_id: (runner, job) for runner, job in pairs}
+    try:
+        while pending:
+            states = sacct_states(list(pending))
+            finished: dict[str, int] = {}
+            for task_id, state in states.items():
+                if task_id not in pending or state not in FINAL_STATES:
+                    continue
+                runner, job = pending.pop(task_id)
+                status = _final_status(runner, job, task_id, state)
+                statuses[runner.spec.job_id] = status
+                bucket = status if status in ("done", "diverged") else "failed"
+                finished[bucket] = finished.get(bucket, 0) + 1
+            if bar is not None:
+                running = sum(1 for task_id in pending if states.get(task_id) == "RUNNING")
+                bar.update(finished=finished, running=running)
+            if pending:
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        echo(
+            f"stopped waiting: {len(pending)} jobs go on in SLURM "
+            f"(arrays {', '.join(array.array_id for array in arrays)}); `bench status` follows them"
+        )
+    return statuses
+
+
+def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: str) -> str:
+    """The status a finished task ends with; a task that died without an answer is "failed"."""
+    if state == "COMPLETED":
+        try:
+            return str(job.result())
+        except Exception as error:  # the job's own error, kept as its reason
+            reason = f"SLURM job {task_id} COMPLETED without a result: {str(error).strip().splitlines()[-1:]}"
+    else:
+        reason = f"SLURM job {task_id} ended {state}"
+        try:
+            job.result()
+        except Exception as error:  # the traceback's last line says why
+            lines = str(error).strip().splitlines()
+            reason += f": {lines[-1][:300]}" if lines else ""
+    suite_dir = getattr(runner, "suite_dir", None)
+    if suite_dir is not None:
+        from bench.store import SuiteStore
+
+        store = SuiteStore(Path(suite_dir)).job(runner.spec.job_id)
+        if store.read_status()["status"] in ("done", "diverged"):
+            return str(store.read_status()["status"])
+        store.write_status("failed", reason=reason)
+    return "failed"
+
+
+def states_for_store(suite_store: Any) -> dict[str, str]:
+    """{slurm_job_id: sacct state} for every job of a `bench.store.SuiteStore` whose status.json
+    records a `slurm_job_id` ("123_4"); {} when none does."""
+    job_ids = sorted(
+        {
+            str(status["slurm_job_id"])
+            for status in (suite_store.job(job_id).read_status() for job_id in suite_store.job_ids())
+            if status.get("slurm_job_id")
+        }
+    )
+    return sacct_states(job_ids) if job_ids else {}

@@ -116,10 +116,10 @@ def describe_over_seeds(
 def run_scores(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
                directions: Mapping[str, Direction]) -> pd.DataFrame:
     """One row per finished run and metric: the axes, `seed`, `status`, `job_id`, `metric`,
-    `final` (value at the last evaluation with a value), `final_step`, and `best` (best value over
-    evaluations by the metric's direction; NaN for metrics without one)."""
+    `final` (value at the last evaluation with a finite value), `final_step`, and `best` (best
+    finite value over evaluations by the metric's direction; NaN for metrics without one)."""
     finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", "status", *axes]]
-    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]) & metrics["value"].notna()]
+    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]) & np.isfinite(metrics["value"])]
     rows = rows.sort_values(["job_id", "metric", "step"], kind="stable")
     last = rows.groupby(["job_id", "metric"], sort=False).tail(1)
     scores = last[["job_id", "metric", "value", "step"]].rename(columns={"value": "final", "step": "final_step"})
@@ -175,7 +175,8 @@ def steps_to_threshold(metrics: pd.DataFrame, runs: pd.DataFrame, axes: Sequence
             continue
         direction = directions[metric]
         base = runs.loc[runs["metric"] == metric, ["job_id", *axes]]
-        rows = metrics.loc[(metrics["metric"] == metric) & metrics["job_id"].isin(base["job_id"])]
+        rows = metrics.loc[(metrics["metric"] == metric) & metrics["job_id"].isin(base["job_id"])
+                           & np.isfinite(metrics["value"])]
         hit = rows.loc[oriented(rows["value"].to_numpy(), direction) >= oriented(threshold, direction)]
         first = hit.sort_values(["job_id", "step"]).groupby("job_id").head(1)[["job_id", "step", "wall_s"]]
         table = base.merge(first, on="job_id", how="left")
@@ -228,7 +229,8 @@ def compare_to_baseline(runs: pd.DataFrame, axes: Sequence[str], baseline: str,
                 "n_objective": x.size, "n_baseline": y.size, "test": result.test, "statistic": result.statistic,
                 "p": result.pvalue, "probability_of_improvement": probability_of_improvement(x, y),
                 "effect": result.effect, "effect_name": result.effect_name,
-                "median_objective": float(np.median(frame["final"])), "median_baseline": float(np.median(base["final"])),
+                "median_objective": float(np.median(frame["final"])),
+                "median_baseline": float(np.median(base["final"])),
             })
     columns = ["metric", *cell_axes, "objective", "baseline", "n_objective", "n_baseline", "test", "statistic", "p",
                "p_holm", "probability_of_improvement", "effect", "effect_name", "median_objective",
@@ -261,7 +263,7 @@ def curve_bands(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
     Columns: `metric`, the axes, `step`, `n`, `mean`, `mean_lo`, `mean_hi`, `wall_s`.
     """
     finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", *axes]]
-    rows = metrics.loc[metrics["value"].notna()].merge(finished, on="job_id", how="inner")
+    rows = metrics.loc[np.isfinite(metrics["value"])].merge(finished, on="job_id", how="inner")
     keys = ["metric", *axes, "step"]
     bands = describe_over_seeds(rows, keys, "value", n_resamples=n_resamples, with_iqm_ci=False)
     wall = rows.groupby(keys, sort=True, dropna=False)["wall_s"].mean().rename("wall_s").reset_index()

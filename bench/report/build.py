@@ -17,6 +17,7 @@ from bench.report import figures as figs
 from bench.report.load import SuiteResults, load_results
 from bench.report.render import Bullets, Document, Image, Paragraph, Section, Table, fmt, fmt_ci, to_html, to_markdown
 from bench.report.stats import BOOTSTRAP_SEED
+from bench.store import SuiteStore
 
 ALPHA = 0.05
 TABLE_RESAMPLES = 1000
@@ -176,13 +177,14 @@ def _analyse(results: SuiteResults, directions: dict[str, agg.Direction], baseli
 
 # ---- figures -------------------------------------------------------------------------------------
 
-def _sample_panels(results: SuiteResults, analysis: _Analysis, jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _sample_panels(results: SuiteResults, jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each cell and objective, the lowest finished seed with final samples: (points, images)."""
+    store = SuiteStore(results.suite_dir)
     finished = jobs.loc[jobs["status"].isin(agg.FINISHED)].sort_values("seed")
     points, images = [], []
     for (cell, objective), group in finished.groupby(["cell", "objective"], sort=True):
         for job_id, seed, dataset in zip(group["job_id"], group["seed"], group["dataset"]):
-            samples = results.suite_dir / "jobs" / job_id / "samples"
+            samples = store.job(job_id).samples_dir
             record = {"cell": cell, "objective": objective, "seed": int(seed), "dataset": dataset, "job_id": job_id}
             if (samples / "final.npy").exists():
                 points.append({**record, "path": samples / "final.npy"})
@@ -236,7 +238,7 @@ def _draw_figures(results: SuiteResults, analysis: _Analysis, figures_dir: Path)
     if COVERAGE_METRIC in analysis.ranked:
         drawn["coverage"] = figs.coverage_figure(analysis.summary, COVERAGE_METRIC, analysis.cells,
                                                  analysis.objectives, palette, figures_dir / "mode_coverage.png")
-    points, images = _sample_panels(results, analysis, jobs)
+    points, images = _sample_panels(results, jobs)
     if len(points):
         centres = _mixture_centres(jobs, points, results.suite_dir, analysis.notes)
         drawn["points"] = figs.points_figure(points, centres, analysis.cells, analysis.objectives, palette,

@@ -43,6 +43,17 @@ def seeds_text(counts: pd.Series | np.ndarray | Sequence[int]) -> str:
     return f"n = {low} seed{'s' if high != 1 else ''}" if low == high else f"n = {low}-{high} seeds"
 
 
+def _wrap(cell: str) -> str:
+    """A cell label for a figure: one line per grid axis."""
+    return cell.replace(", ", "\n")
+
+
+def _label_size(cells: Sequence[str]) -> tuple[int, int]:
+    """(lines, longest line in characters) of the wrapped labels of `cells`."""
+    lines = [cell.split(", ") for cell in cells] or [[""]]
+    return max(len(parts) for parts in lines), max(len(part) for parts in lines for part in parts)
+
+
 def objective_palette(objectives: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     """One fixed colour per objective, the same in every figure."""
     colours = sns.color_palette("tab10" if len(objectives) <= 10 else "husl", len(objectives))
@@ -138,7 +149,7 @@ def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], o
         figure, axes = _grid(2, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
         _draw_bands(axes, data, [(metric, "step"), (metric, "wall_s")], shown, palette)
         for column, cell in enumerate(shown):
-            axes[0, column].set_title(cell)
+            axes[0, column].set_title(_wrap(cell))
             axes[0, column].set_xlabel("generator step")
             axes[1, column].set_xlabel("wall time (s)")
         for row in range(2):
@@ -165,7 +176,7 @@ def unranked_curves_figure(bands: pd.DataFrame, metrics: Sequence[str], cells: S
         figure, axes = _grid(len(metrics), len(shown), (FACET_INCHES, 2.1), margins)
         _draw_bands(axes, data, [(m, "step") for m in metrics], shown, palette)
         for column, cell in enumerate(shown):
-            axes[0, column].set_title(cell)
+            axes[0, column].set_title(_wrap(cell))
             axes[-1, column].set_xlabel("generator step")
         for row, metric in enumerate(metrics):
             axes[row, 0].set_ylabel(metric)
@@ -205,7 +216,7 @@ def distribution_figure(runs: pd.DataFrame, metric: str, cells: Sequence[str], o
             ax.scatter(xs, np.concatenate(values), s=11, c=colours, edgecolor="black", lw=0.4, zorder=3)
             ax.set_xticks(np.arange(len(present)), present, rotation=45, ha="right", rotation_mode="anchor")
             ax.set_xlim(-0.6, len(present) - 0.4)
-            ax.set_title(cell)
+            ax.set_title(_wrap(cell))
             ax.set_ylabel(f"final {metric}" if column == 0 else "")
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"]).size())
@@ -220,8 +231,10 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
     data = summary.loc[(summary["metric"] == metric) & summary["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
-        margins = _Margins(legend=_legend_width(objectives), bottom=0.45)
-        figure, axes = _grid(1, 1, (max(3.0, 0.32 * len(objectives) * len(shown) + 0.6), 2.6), margins)
+        lines, longest = _label_size(shown)
+        group_width = max(0.32 * len(objectives), 0.075 * longest + 0.2)
+        margins = _Margins(legend=_legend_width(objectives), bottom=0.25 + 0.17 * lines)
+        figure, axes = _grid(1, 1, (max(3.0, group_width * len(shown) + 0.6), 2.6), margins)
         ax = axes[0, 0]
         width = 0.8 / max(1, len(objectives))
         positions = np.arange(len(shown))
@@ -232,7 +245,7 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
                               rows["final_mean_hi"].to_numpy(dtype=float) - mean])
             ax.bar(positions + (k - (len(objectives) - 1) / 2) * width, mean, width, color=palette[objective],
                    label=objective, yerr=np.nan_to_num(error), capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(positions, shown)
+        ax.set_xticks(positions, [_wrap(cell) for cell in shown])
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(f"final {metric} (mean)")
         _legend(figure, margins, objectives, palette, marker=True)
@@ -276,7 +289,7 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
                 ax.set_ylim(-span, span)
             ax.set_title(f"{panel.objective} (seed {panel.seed})", fontsize=8)
         for row, cell in enumerate(shown):
-            axes[row, 0].set_ylabel(cell)
+            axes[row, 0].set_ylabel(_wrap(cell))
         _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
@@ -295,7 +308,7 @@ def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Se
     for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
         ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
         ax.imshow(plt.imread(panel.path), interpolation="nearest")
-        ax.set_title(f"{panel.cell}\n{panel.objective} (seed {panel.seed})", fontsize=8)
+        ax.set_title(f"{_wrap(panel.cell)}\n{panel.objective} (seed {panel.seed})", fontsize=8)
     _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final sample grid per objective; n = 1 seed per panel, the lowest finished seed.")
@@ -311,12 +324,17 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
     axes_style, context = _style()
     with axes_style, context:
         label_width = 0.2 + 0.075 * max((len(o) for o in objectives), default=4)
-        margins = _Margins(left=label_width, right=1.1, top=0.2, bottom=0.2 + 0.07 * max(len(c) for c in cells))
-        figure, axes = _grid(1, 1, (0.9 * len(cells) + 0.4, 0.4 * len(objectives) + 0.2), margins)
+        lines, longest = _label_size(cells)
+        margins = _Margins(left=label_width, right=0.3, top=0.25, bottom=0.25 + 0.17 * lines)
+        column_width = max(0.9, 0.075 * longest + 0.15)
+        # the colour bar takes its room from the panel: add it to the width
+        figure, axes = _grid(1, 1, (column_width * len(cells) + 1.2, max(1.8, 0.4 * len(objectives) + 0.2)),
+                             margins)
         ax = axes[0, 0]
-        sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis_r", cbar_kws={"label": "mean rank (1 = best)"},
+        sns.heatmap(table, annot=True, fmt=".3g", cmap="viridis_r", cbar_kws={"label": "mean rank (1 = best)"},
                     linewidths=0.5, ax=ax)
         ax.tick_params(axis="y", labelrotation=0)
+        ax.set_xticks(ax.get_xticks(), [_wrap(cell) for cell in table.columns], rotation=0)
         ax.set_xlabel("")
         ax.set_ylabel("")
         _save(figure, path)

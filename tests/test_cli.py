@@ -1,0 +1,111 @@
+"""The command line: help texts, listings, status, ui, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import build_parser, main
+from bench.objectives import OBJECTIVES
+
+from conftest import run_bench
+
+COMMANDS = ["run", "list", "status", "report", "ui"]
+
+
+def test_every_command_has_help_with_a_description(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    top = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in top
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: bench {command}")
+        subparser = build_parser()._subparsers._group_actions[0].choices[command]
+        assert subparser.description and subparser.description.split()[0] in text
+        # every option is documented
+        for action in subparser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"bench {command} {action.option_strings} has no help"
+
+
+def test_list_objectives_shows_recipes_and_papers(capsys) -> None:
+    assert main(["list", "objectives"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:7] == ["name", "optimizer", "lr_g", "lr_d", "betas", "critic_steps", "tricks"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert set(rows) == set(OBJECTIVES.names())
+    assert "rmsprop" in rows["wgan"] and "5e-05" in rows["wgan"] and "weight-clipping" in rows["wgan"]
+    assert "gradient-penalty" in rows["wgan-gp"] and "Gulrajani" in rows["wgan-gp"]
+
+
+@pytest.mark.parametrize(("what", "expected"), [
+    ("archs", ["mlp", "dcgan"]),
+    ("datasets", ["ring8", "grid25", "digits", "mnist", "stacked-mnist", "cifar10", "image-folder"]),
+    ("tricks", ["gradient-penalty", "r1", "r2", "weight-clipping", "spectral-norm", "feature-matching"]),
+    ("metrics", ["modes_covered", "high_quality_fraction", "mode_kl", "x_reconstruction_mse"]),
+])
+def test_list_names_every_registered_part(capsys, what: str, expected: list[str]) -> None:
+    assert main(["list", what]) == 0
+    names = {line.split()[0 if what != "metrics" else 1] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(expected) <= names
+
+
+def test_list_metrics_gives_direction_and_cost(capsys) -> None:
+    main(["list", "metrics"])
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["mode_kl"].split()[2] == "lower"
+    assert rows["modes_covered"].split()[2] == "higher"
+
+
+def test_unknown_list_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["list", "losses"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'losses'" in capsys.readouterr().err
+
+
+def test_status_and_report_refuse_a_folder_that_is_not_a_suite(tmp_path: Path, capsys) -> None:
+    assert main(["status", str(tmp_path)]) == 2
+    assert "not a suite results folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+
+
+def test_status_after_a_run(tiny_suite: Path, tmp_path: Path) -> None:
+    ran = run_bench(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    status = run_bench(["status", "results/tiny"], tmp_path)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["job_id", "objective", "arch", "seed", "status", "step", "steps", "reason"]
+    assert sorted(line.split()[1] for line in lines[2:4]) == ["nsgan", "rsgan"]
+    assert all(line.split()[4:7] == ["done", "60", "60"] for line in lines[2:4])
+    assert lines[-1] == "2 jobs: done 2"
+
+
+def test_ui_runs_mlflow_on_the_results_store(tmp_path: Path, capsys) -> None:
+    assert main(["ui", "--results", str(tmp_path / "results"), "--print-only", "--port", "5123"]) == 0
+    out = capsys.readouterr().out
+    assert f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}" in out
+    assert "mlflow ui" in out and "--port 5123" in out
+    assert f"{tmp_path / 'results' / 'mlartifacts'}" in out
+    main(["ui", "--results", str(tmp_path / "results"), "--print-only", "--serve"])
+    assert "mlflow server" in capsys.readouterr().out
+
+
+def test_local_jobs_split_the_cores(tmp_path: Path, tiny_suite: Path) -> None:
+    ran = run_bench(["run", str(tiny_suite), "--executor", "local", "--max-parallel", "2", "--no-tracking",
+                     "--no-report", "--no-progress"], tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    import os
+
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    logs = list((tmp_path / "results" / "tiny" / "jobs").glob("*/log.txt"))
+    assert len(logs) == 2
+    assert all(f"{expected} torch threads" in log.read_text() for log in logs)
