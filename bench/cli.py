@@ -213,6 +213,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: object) -> object:
+    """A table cell: '-' for a missing value."""
+    if value is None or (isinstance(value, float) and value != value) or str(value) in ("<NA>", "nan", "None"):
+        return "-"
+    return value
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from bench.store import SuiteStore
 
@@ -221,20 +228,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
     store = SuiteStore(suite_dir)
     table = store.jobs_table()
+    slurm_ids = {job_id: store.job(job_id).read_status().get("slurm_job_id") for job_id in table["job_id"]}
     slurm_states: dict[str, str] = {}
-    if "slurm_job_id" in table.columns and table["slurm_job_id"].notna().any():
+    if any(slurm_ids.values()):
         from bench.launch import slurm
 
-        slurm_states = slurm.states_for_store(store)
+        if slurm.slurm_available():
+            slurm_states = slurm.states_for_store(store)
     rows = []
     for record in table.to_dict("records"):
-        row = {key: record.get(key, "") for key in ("job_id", "objective", "arch", "seed", "status", "step")}
-        row["steps"] = record.get("steps", "")
+        row = {key: _shown(record.get(key)) for key in ("job_id", "objective", "arch", "seed", "status", "step", "steps")}
         row["reason"] = record.get("reason") or ""
-        if slurm_states:
-            row["slurm"] = slurm_states.get(str(record.get("slurm_job_id")), "")
+        if any(slurm_ids.values()):
+            slurm_id = slurm_ids.get(record["job_id"])
+            row["slurm"] = f"{slurm_id} {slurm_states.get(str(slurm_id), '?')}" if slurm_id else "-"
         rows.append(row)
-    columns = ["job_id", "objective", "arch", "seed", "status", "step", "steps", "reason"] + (["slurm"] if slurm_states else [])
+    columns = ["job_id", "objective", "arch", "seed", "status", "step", "steps"] + (
+        ["slurm"] if any(slurm_ids.values()) else []) + ["reason"]
     print(_table(rows, columns))
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     print(f"{len(table)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
