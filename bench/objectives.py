@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.registry import Registry
+from bench.registry import Registry, with_defaults
 
 LossFn = Callable[..., Tensor]
 
@@ -91,11 +91,7 @@ class ObjectiveEntry:
     option_defaults: Mapping[str, Any]
 
     def __call__(self, **options: Any) -> Objective:
-        unknown = sorted(set(options) - set(self.option_defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.option_defaults)) or "none"
-            raise ValueError(f"objective {self.name!r} has no option(s) {', '.join(unknown)}; valid: {valid}")
-        merged = {**self.option_defaults, **options}
+        merged = with_defaults(f"objective {self.name!r}", options, self.option_defaults)
         built = self.build(**merged)
         return replace(
             built, name=self.name, description=self.description, paper=self.paper,

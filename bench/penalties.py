@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.registry import Registry
+from bench.registry import Registry, with_defaults
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,7 @@ class TrickEntry:
     option_defaults: Mapping[str, Any]
 
     def __call__(self, **options: Any) -> Trick:
-        unknown = sorted(set(options) - set(self.option_defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.option_defaults)) or "none"
-            raise ValueError(f"trick {self.name!r} has no option(s) {', '.join(unknown)}; valid: {valid}")
-        trick = self.build(**{**self.option_defaults, **options})
+        trick = self.build(**with_defaults(f"trick {self.name!r}", options, self.option_defaults))
         trick.name = self.name
         trick.description = self.description
         return trick

@@ -7,8 +7,8 @@ lists the valid ones: user input never falls back silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -66,3 +66,15 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def with_defaults(owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`defaults` updated by `options`; an option that has no default is refused, listing the valid ones.
+
+    `owner` names what the options belong to in the message, e.g. "objective 'gan-qp'".
+    """
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        valid = ", ".join(sorted(defaults)) or "none"
+        raise ValueError(f"{owner} has no option(s) {', '.join(unknown)}; valid: {valid}")
+    return {**defaults, **options}

@@ -85,18 +85,23 @@ class TrickConfig(_Strict):
 TrickItem = str | TrickConfig
 
 
-class TrainSettings(_Strict):
-    """Training settings; `None` means "the objective's published default"."""
+class _Recipe(_Strict):
+    """The settings an objective publishes; `None` means "the objective's published default"."""
 
-    steps: int = Field(2000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    latent_dim: int | None = Field(None, gt=0)
     critic_steps: int | None = Field(None, gt=0)
     optimizer: Optimizer | None = None
     lr: float | None = Field(None, gt=0)
     lr_g: float | None = Field(None, gt=0)
     lr_d: float | None = Field(None, gt=0)
     betas: tuple[float, float] | None = None
+
+
+class TrainSettings(_Recipe):
+    """Training settings shared by every job of the suite."""
+
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    latent_dim: int | None = Field(None, gt=0)
     tricks: list[TrickItem] = Field(default_factory=list)
     eval_every: int = Field(500, gt=0)
     eval_samples: int = Field(2500, gt=0)
@@ -106,20 +111,16 @@ class TrainSettings(_Strict):
     deterministic: bool = True
 
 
-# keys of TrainSettings a grid axis or a per-objective override may set
+# keys of TrainSettings a grid axis may set
 AXIS_TRAIN_KEYS = (
     "steps", "batch_size", "latent_dim", "critic_steps", "optimizer", "lr", "lr_g", "lr_d", "betas", "tricks",
 )
 
 
-class ObjectiveOverride(_Strict):
+class ObjectiveOverride(_Recipe):
+    """Per-objective settings: its options, and recipe/batch/tricks that replace the suite's."""
+
     options: dict[str, Any] = Field(default_factory=dict)
-    critic_steps: int | None = Field(None, gt=0)
-    optimizer: Optimizer | None = None
-    lr: float | None = Field(None, gt=0)
-    lr_g: float | None = Field(None, gt=0)
-    lr_d: float | None = Field(None, gt=0)
-    betas: tuple[float, float] | None = None
     batch_size: int | None = Field(None, gt=0)
     tricks: list[TrickItem] | None = None
 

@@ -202,6 +202,16 @@ class Job:
         available = {"x_real": judged.x_real, "x_fake": judged.x_fake, **judged.extra}
         return {key: available[key] for key in self.objective.extra_inputs}
 
+    def _plus_trick_terms(self, loss: Tensor, hook: str, judged: Judged) -> Tensor:
+        """`loss` plus every trick's `critic_term` or `generator_term` (those that are not None)."""
+        inputs = TrickInputs(critic=self.critic, x_real=judged.x_real, x_fake=judged.x_fake,
+                             c_real=judged.c_real, c_fake=judged.c_fake)
+        for trick in self.tricks:
+            term = getattr(trick, hook)(inputs)
+            if term is not None:
+                loss = loss + term
+        return loss
+
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One generator step with its critic steps; returns detached (loss_d, loss_g) on device."""
         objective, critic, game = self.objective, self.critic, self.game
@@ -210,12 +220,7 @@ class Job:
             x_real = self._real()
             judged = game.for_critic(x_real, self._noise())
             loss_d = objective.d_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
-            inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=judged.x_fake,
-                                 c_real=judged.c_real, c_fake=judged.c_fake)
-            for trick in self.tricks:
-                term = trick.critic_term(inputs)
-                if term is not None:
-                    loss_d = loss_d + term
+            loss_d = self._plus_trick_terms(loss_d, "critic_term", judged)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -227,12 +232,7 @@ class Job:
         z = self._noise()
         judged = game.for_generator(x_real, z)
         loss_g = objective.g_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
-        inputs = TrickInputs(critic=critic, x_real=x_real, x_fake=judged.x_fake,
-                             c_real=judged.c_real, c_fake=judged.c_fake)
-        for trick in self.tricks:
-            term = trick.generator_term(inputs)
-            if term is not None:
-                loss_g = loss_g + term
+        loss_g = self._plus_trick_terms(loss_g, "generator_term", judged)
         guide = game.guide_loss(x_real, z)
         if guide is not None:
             loss_g = loss_g + guide
