@@ -25,7 +25,9 @@ class JobSpec:
     """One fully resolved job. Every field is JSON-able; nothing is left to a default at run time.
 
     Units: `steps` counts generator updates; `eval_every`, `checkpoint_every`, `log_every` are in
-    generator steps; `critic_steps` critic updates per generator update.
+    generator steps; `critic_steps` critic updates per generator update. `deterministic` asks for
+    deterministic kernels (and turns cudnn's benchmark autotuning off); `eval_precision` "bf16"
+    samples the generator under bfloat16 autocast at evaluation (faster on recent GPUs).
     """
 
     suite: str
@@ -52,6 +54,7 @@ class JobSpec:
     log_every: int
     device: str
     deterministic: bool
+    eval_precision: str
 
     # fields that say where/how a job runs, not what it computes: left out of the id
     _NOT_IDENTITY = ("suite", "device")

@@ -109,6 +109,7 @@ class TrainSettings(_Recipe):
     log_every: int = Field(50, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
+    eval_precision: Literal["float32", "bf16"] = "float32"
 
 
 # keys of TrainSettings a grid axis may set
@@ -716,6 +717,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         log_every=train.log_every,
         device=train.device,
         deterministic=train.deterministic,
+        eval_precision=train.eval_precision,
     )
 
 

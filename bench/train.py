@@ -250,9 +250,11 @@ class Job:
         was_training = self.generator.training
         self.generator.eval()
         chunks = []
+        bf16 = self.spec.eval_precision == "bf16"
         for start in range(0, count, EVAL_CHUNK):
             index = torch.arange(start, min(start + EVAL_CHUNK, count)) % self.eval_z.shape[0]
-            chunks.append(self.generator(self.eval_z[index].to(self.device)))
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                chunks.append(self.generator(self.eval_z[index].to(self.device)).float())
         self.generator.train(was_training)
         return torch.cat(chunks)
 

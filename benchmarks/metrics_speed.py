@@ -7,7 +7,7 @@ Prints, for the CPU (or --device):
   (randomly initialised weights: same architecture, same cost, no download);
 - seconds for one Frechet distance on 2048-d statistics (torch-fidelity's eigendecomposition).
 
-Run: python benchmarks/metrics_speed.py [--inception-images 32] [--device cpu]
+Run: python benchmarks/metrics_speed.py [--inception-images 32] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ def main() -> None:
     parser.add_argument("--inception-images", type=int, default=32, help="images timed through Inception")
     parser.add_argument("--classifier-images", type=int, default=4000, help="images timed through the classifier")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     tf = torch_fidelity()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")

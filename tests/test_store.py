@@ -47,6 +47,7 @@ def make_spec(**overrides) -> JobSpec:
         log_every=10,
         device="cpu",
         deterministic=True,
+        eval_precision="float32",
     )
     values.update(overrides)
     return JobSpec(**values)

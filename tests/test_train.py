@@ -274,3 +274,13 @@ def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) ->
     assert again.returncode == 0, again.stderr
     assert "2 to resume" in again.stdout
     assert [store.job(j).read_status()["status"] for j in store.job_ids()] == ["done", "done"]
+
+
+def test_bf16_evaluation_samples_are_float32_and_close(catalogue, tmp_path) -> None:
+    exact = Job(_spec(catalogue), data_root=tmp_path, cache_dir=tmp_path)
+    reduced = Job(_spec(catalogue, eval_precision="bf16"), data_root=tmp_path, cache_dir=tmp_path)
+    reduced.generator.load_state_dict(exact.generator.state_dict())
+    a, b = exact.sample(64), reduced.sample(64)
+    assert b.dtype == torch.float32
+    assert not torch.equal(a, b)  # bfloat16 really was used
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)

@@ -99,9 +99,10 @@ class TrainingPlan:
 
 
 def training_plan(num_train: int) -> TrainingPlan:
-    """About 500 optimiser steps for small sets (digits, the 5k MNIST subset), at least 2 epochs for large ones."""
+    """About 800 optimiser steps (at most 30 epochs) for small sets such as digits and the 5k MNIST subset;
+    2 epochs for large ones (MNIST, CIFAR-10)."""
     steps_per_epoch = max(1, num_train // 64)
-    return TrainingPlan(epochs=max(2, min(30, 500 // steps_per_epoch)))
+    return TrainingPlan(epochs=max(2, min(30, 800 // steps_per_epoch)))
 
 
 def source_fingerprint(source: Any) -> str:
