@@ -52,7 +52,7 @@ def _metric_info(evaluator: metrics.Evaluator) -> MetricInfo:
     def applies(dataset: str, kind: str, shape: tuple[int, ...]) -> bool:
         return bool(evaluator.applies_to(SimpleNamespace(name=dataset, kind=kind, shape=shape)))
 
-    return MetricInfo(applies=applies)
+    return MetricInfo(applies=applies, option_defaults=dict(evaluator.option_defaults))
 
 
 DEFAULT_METRICS = {"mixture": ["mixture-modes"], "image": ["fidelity-classifier"]}

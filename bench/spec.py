@@ -25,7 +25,8 @@ class JobSpec:
     """One fully resolved job. Every field is JSON-able; nothing is left to a default at run time.
 
     Units: `steps` counts generator updates; `eval_every`, `checkpoint_every`, `log_every` are in
-    generator steps; `critic_steps` critic updates per generator update. `deterministic` asks for
+    generator steps; `critic_steps` critic updates per generator update. Evaluators draw
+    `eval_samples` generated samples unless `metric_options` gives them their own `samples`. `deterministic` asks for
     deterministic kernels (and turns cudnn's benchmark autotuning off); `eval_precision` "bf16"
     samples the generator under bfloat16 autocast at evaluation (faster on recent GPUs).
     """
@@ -48,6 +49,7 @@ class JobSpec:
     betas: tuple[float, float]
     tricks: tuple[tuple[str, Options], ...]
     metrics: tuple[str, ...]
+    metric_options: tuple[tuple[str, Options], ...]
     eval_every: int
     eval_samples: int
     checkpoint_every: int
@@ -65,6 +67,7 @@ class JobSpec:
         for key in ("dataset_options", "objective_options", "arch_options"):
             data[key] = dict(getattr(self, key))
         data["tricks"] = [{"name": name, "options": dict(options)} for name, options in self.tricks]
+        data["metric_options"] = {name: dict(options) for name, options in self.metric_options}
         data["betas"] = list(self.betas)
         data["metrics"] = list(self.metrics)
         return data
@@ -80,6 +83,7 @@ class JobSpec:
         for key in ("dataset_options", "objective_options", "arch_options"):
             values[key] = freeze_options(values[key])
         values["tricks"] = tuple((t["name"], freeze_options(t["options"])) for t in values["tricks"])
+        values["metric_options"] = tuple((name, freeze_options(o)) for name, o in values["metric_options"].items())
         values["betas"] = tuple(values["betas"])
         values["metrics"] = tuple(values["metrics"])
         return cls(**values)
@@ -95,7 +99,11 @@ class JobSpec:
         """Flat `key -> str` params (MLflow params, report columns): options become `field.key`."""
         flat: dict[str, str] = {}
         for key, value in self.to_dict().items():
-            if isinstance(value, dict):
+            if key == "metric_options":
+                for metric, options in value.items():
+                    for sub, sub_value in options.items():
+                        flat[f"metric.{metric}.{sub}"] = json.dumps(sub_value)
+            elif isinstance(value, dict):
                 for sub, sub_value in value.items():
                     flat[f"{key.removesuffix('_options')}.{sub}"] = json.dumps(sub_value)
             elif key == "tricks":

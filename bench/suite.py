@@ -54,6 +54,7 @@ class DatasetInfo:
 @dataclass(frozen=True)
 class MetricInfo:
     applies: Callable[[str, str, tuple[int, ...]], bool]  # (dataset name, kind, shape) -> bool
+    option_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class SuiteConfig(_Strict):
     objectives: dict[str, ObjectiveOverride] = Field(default_factory=dict)
     archs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     metrics: list[str] | None = None
+    metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -562,6 +564,12 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
                     name = key.split("|")[0]
                     if not info.applies(name, kind, shape):
                         problems.append(Problem(("metrics", index), f"metric {metric!r} does not apply to dataset {name!r}"))
+    for metric, options in config.metric_options.items():
+        info = catalogue.metrics.get(metric)
+        if info is None:
+            problems.append(_unknown(("metric_options", metric), "metric", metric, catalogue.metrics))
+        else:
+            problems += _option_problems(options, info.option_defaults, ("metric_options", metric), f"metric {metric!r}")
     # include / exclude rules name axes and values that exist
     for rule_kind in ("include", "exclude"):
         for index, rule in enumerate(getattr(config, rule_kind)):
@@ -692,6 +700,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     default_tricks = [(name, {**catalogue.tricks[name], **dict(options)}) for name, options in info.tricks]
     kind = data_info.kind(dataset_options)
     metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(dataset.name, kind)
+    job_metrics = tuple(dict.fromkeys([*metrics, *info.extra_metrics]))
     return JobSpec(
         suite=config.name,
         dataset=dataset.name,
@@ -710,7 +719,9 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         lr_d=float(settings["lr_d"]),
         betas=(float(settings["betas"][0]), float(settings["betas"][1])),
         tricks=_merge_tricks(default_tricks, extra_tricks),
-        metrics=tuple(dict.fromkeys([*metrics, *info.extra_metrics])),
+        metrics=job_metrics,
+        metric_options=tuple((name, freeze_options(config.metric_options[name]))
+                             for name in job_metrics if name in config.metric_options),
         eval_every=train.eval_every,
         eval_samples=train.eval_samples,
         checkpoint_every=train.checkpoint_every,

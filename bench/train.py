@@ -182,8 +182,6 @@ class Job:
         # independent streams: real batches (CPU), training noise and evaluation noise
         self.data_rng = torch.Generator().manual_seed(spec.seed * 7919 + 1)
         self.noise_rng = torch.Generator(device=self.device).manual_seed(spec.seed * 7919 + 2)
-        eval_rng = torch.Generator().manual_seed(spec.seed * 7919 + 3)
-        self.eval_z = torch.randn(spec.eval_samples, spec.latent_dim, generator=eval_rng)
         self.evaluators = [get_evaluator(name) for name in spec.metrics]
         self.cache_dir = cache_dir
 
@@ -246,15 +244,17 @@ class Job:
 
     @torch.no_grad()
     def sample(self, count: int) -> Tensor:
-        """`count` generator samples from the fixed evaluation noise (repeated if count > eval_samples)."""
+        """`count` generator samples (count, *data_shape) from fixed evaluation noise: the same z at
+        every evaluation of a job, drawn from its own generator (training RNGs are not touched)."""
         was_training = self.generator.training
         self.generator.eval()
+        eval_rng = torch.Generator().manual_seed(self.spec.seed * 7919 + 3)
         chunks = []
         bf16 = self.spec.eval_precision == "bf16"
         for start in range(0, count, EVAL_CHUNK):
-            index = torch.arange(start, min(start + EVAL_CHUNK, count)) % self.eval_z.shape[0]
+            z = torch.randn(min(EVAL_CHUNK, count - start), self.spec.latent_dim, generator=eval_rng)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                chunks.append(self.generator(self.eval_z[index].to(self.device)).float())
+                chunks.append(self.generator(z.to(self.device)).float())
         self.generator.train(was_training)
         return torch.cat(chunks)
 
@@ -281,11 +281,19 @@ class Job:
                 device=self.device,
                 cache_dir=self.cache_dir,
                 seed=self.spec.seed,
-                options={"samples": self.spec.eval_samples},
+                options=self._metric_options(evaluator),
                 **coders,
             )
             values.update(evaluator.evaluate(context))
         return values
+
+    def _metric_options(self, evaluator: Any) -> dict[str, Any]:
+        """The suite's options for this evaluator; `samples` defaults to the spec's eval_samples."""
+        options: dict[str, Any] = {}
+        if "samples" in evaluator.option_defaults:
+            options["samples"] = self.spec.eval_samples
+        options.update(dict(self.spec.metric_options).get(evaluator.name, ()))
+        return options
 
     def weights_finite(self) -> bool:
         modules = [*self.game.generator_side, self.critic]

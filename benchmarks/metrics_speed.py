@@ -24,6 +24,7 @@ from bench.data import load_dataset
 from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME,
     classifier_file,
+    feature_extractor_class,
     get_classifier,
     images_to_uint8,
 )
@@ -69,6 +70,7 @@ def main() -> None:
             )
 
             weights = classifier_file(source, cache_dir=scratch_dir, seed=0, device=device)
+            feature_extractor_class()  # registers bench-classifier with torch-fidelity
             extractor = tf.utils.create_feature_extractor(
                 FEATURE_EXTRACTOR_NAME, ["features", "logits"], cuda=device.type == "cuda",
                 feature_extractor_weights_path=str(weights), verbose=False,

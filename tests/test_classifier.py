@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,11 @@ from torch.testing import assert_close
 from bench.metrics import classifier as classifier_lib
 from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME,
-    ClassifierFeatureExtractor,
     LabelledImages,
     SmallCNN,
     classifier_file,
     classifier_paths,
+    feature_extractor_class,
     get_classifier,
     images_to_uint8,
     uint8_to_images,
@@ -106,7 +107,9 @@ def test_no_test_split_holds_out_a_sixth(monkeypatch, tmp_path):
 def test_registered_with_torch_fidelity_and_matches_the_model(trained):
     source, cache_dir, model, _ = trained
     tf = torch_fidelity()
-    assert tf.registry.FEATURE_EXTRACTORS_REGISTRY[FEATURE_EXTRACTOR_NAME] is ClassifierFeatureExtractor
+    extractor_class = feature_extractor_class()
+    assert feature_extractor_class() is extractor_class  # built and registered once
+    assert tf.registry.FEATURE_EXTRACTORS_REGISTRY[FEATURE_EXTRACTOR_NAME] is extractor_class
     weights = classifier_file(source, cache_dir=cache_dir, seed=0)
     extractor = tf.utils.create_feature_extractor(
         FEATURE_EXTRACTOR_NAME, ["features", "logits"], cuda=False, feature_extractor_weights_path=str(weights),
@@ -122,9 +125,25 @@ def test_registered_with_torch_fidelity_and_matches_the_model(trained):
         extractor(quantised)
 
 
+def test_importing_the_metrics_does_not_import_torch_fidelity():
+    import subprocess
+    import sys
+
+    code = "import sys, bench.metrics.fidelity, bench.metrics.stacked; print('torch_fidelity' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_a_single_class_dataset_is_refused(tmp_path):
+    images = torch.zeros(10, 1, 8, 8)
+    source = LabelledImages("image-folder", images, torch.zeros(10, dtype=torch.long), 1)
+    message = "dataset 'image-folder' has 1 class(es): a classifier needs labels of at least 2"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_classifier(source, cache_dir=tmp_path, seed=0)
+
+
 def test_extractor_without_weights_says_what_it_needs():
     with pytest.raises(ValueError, match="needs feature_extractor_weights_path: the classifier file"):
-        ClassifierFeatureExtractor(FEATURE_EXTRACTOR_NAME, ["features"])
+        feature_extractor_class()(FEATURE_EXTRACTOR_NAME, ["features"])
 
 
 def test_bench_data_digits_integration(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +17,14 @@ from torch.testing import assert_close
 
 from bench.metrics import EvalContext, get_evaluator
 from bench.metrics import fidelity
-from bench.metrics.classifier import ClassifierFeatureExtractor, LabelledImages, get_classifier, images_to_uint8
-from bench.metrics.classifier import uint8_to_images
+from bench.metrics.classifier import (
+    LabelledImages,
+    feature_extractor_class,
+    get_classifier,
+    images_to_uint8,
+    sha256_file,
+    uint8_to_images,
+)
 from bench.vision import torch_fidelity
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -28,7 +35,8 @@ def digits_8px() -> LabelledImages:
     bunch = load_digits()
     images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
     labels = torch.from_numpy(bunch.target).long()
-    return LabelledImages("digits", images[:1500], labels[:1500], 10, test=LabelledImages("digits", images[1500:], labels[1500:], 10))
+    test = LabelledImages("digits", images[1500:], labels[1500:], 10)
+    return LabelledImages("digits", images[:1500], labels[:1500], 10, test=test)
 
 
 def context(source, images, cache_dir: Path, **options) -> EvalContext:
@@ -139,9 +147,9 @@ class Counter:
 
 def test_real_features_are_extracted_once(digits, monkeypatch):
     source, cache_dir, _ = digits
-    counter = Counter(monkeypatch, ClassifierFeatureExtractor)
-    ctx = context(source, distorted(source.images), cache_dir, samples=100, real_samples=300, kid_subsets=3,
-                  kid_subset_size=50)
+    counter = Counter(monkeypatch, feature_extractor_class())
+    # kid_subset_size defaults to min(1000, 100 generated, 300 real) = 100
+    ctx = context(source, distorted(source.images), cache_dir, samples=100, real_samples=300, kid_subsets=3)
     evaluator = get_evaluator("fidelity-classifier")
     first = evaluator.evaluate(ctx)
     assert counter.images() == 100 + 300
@@ -163,10 +171,11 @@ def test_options_are_checked(digits):
     with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option\\(s\\) sampels; valid: samples"):
         evaluator.evaluate(context(source, source.images, cache_dir, sampels=10))
     with pytest.raises(ValueError, match=re.escape(
-        "fidelity-classifier: kid_subset_size=1000 exceeds the 20 generated or 300 real images; "
+        "fidelity-classifier: kid_subset_size=100 exceeds the 20 generated or 300 real images; "
         "isc_splits=30 exceeds the 20 generated images"
     )):
-        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_samples=300, isc_splits=30))
+        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_samples=300, isc_splits=30,
+                                   kid_subset_size=100))
     with pytest.raises(ValueError, match="option real_split='val'; valid: test, train"):
         evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_split="val"))
 
@@ -189,8 +198,20 @@ def test_evaluators_are_registered_with_directions():
         name = "ring8"
 
     assert not classifier_ev.applies_to(Mixture()) and not inception_ev.applies_to(Mixture())
-    stacked = LabelledImages("stacked-mnist", torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), 1000)
-    assert not classifier_ev.applies_to(stacked) and inception_ev.applies_to(stacked)
+    # as the suite checks them, from the dataset's name, kind and shape alone (shape () when unknown)
+    def described(name: str, kind: str = "image") -> SimpleNamespace:
+        return SimpleNamespace(name=name, kind=kind, shape=())
+
+    assert [classifier_ev.applies_to(described(n)) for n in ("digits", "mnist", "cifar10")] == [True] * 3
+    assert not classifier_ev.applies_to(described("stacked-mnist"))
+    assert not classifier_ev.applies_to(described("image-folder"))
+    assert inception_ev.applies_to(described("stacked-mnist")) and inception_ev.applies_to(described("image-folder"))
+    assert not inception_ev.applies_to(described("ring8", "mixture"))
+
+
+def test_inception_weights_file_is_the_one_torch_fidelity_downloads():
+    url = torch_fidelity().feature_extractor_inceptionv3.URL_INCEPTION_V3
+    assert fidelity.INCEPTION_WEIGHTS_URL == url and url.endswith("/" + fidelity.INCEPTION_WEIGHTS_FILE)
 
 
 # --- Inception, offline -----------------------------------------------------------------------------
@@ -210,9 +231,9 @@ def test_missing_inception_weights_message(monkeypatch, tmp_path):
     assert str(caught.value) == (
         f"Inception weights file {WEIGHTS_FILE} not found. Download "
         f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE} on a machine with "
-        f"network access, then either set the environment variable BENCH_INCEPTION_WEIGHTS=/path/to/{WEIGHTS_FILE}, "
-        f"or set the option inception_weights: /path/to/{WEIGHTS_FILE} of metric fidelity-inception in the suite, "
-        f"or put the file at {tmp_path / 'hub' / 'checkpoints' / WEIGHTS_FILE}."
+        f"network access, then either set the environment variable BENCH_INCEPTION_WEIGHTS=/path/to/{WEIGHTS_FILE} "
+        f"(or the metric option inception_weights of fidelity-inception), or put the file at "
+        f"{tmp_path / 'hub' / 'checkpoints' / WEIGHTS_FILE}."
     )
     # a path that is given but absent is named, with where it came from
     monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(tmp_path / "nowhere.pth"))
@@ -233,7 +254,7 @@ def test_inception_offline_cache_and_weights_key(tmp_path, monkeypatch):
     """Two grey 8x8 real and two generated images; Inception on CPU runs at a few images per second."""
     weights_a = fidelity.write_random_inception_weights(tmp_path / "a" / WEIGHTS_FILE, seed=0)
     weights_b = fidelity.write_random_inception_weights(tmp_path / "b" / WEIGHTS_FILE, seed=1)
-    assert fidelity.weights_sha256(weights_a) != fidelity.weights_sha256(weights_b)
+    assert sha256_file(weights_a) != sha256_file(weights_b)
     source = digits_8px()
     source = LabelledImages("digits", source.images[:2], source.labels[:2], 10)
     fake = distorted(source.images)

@@ -21,9 +21,9 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_local_profile_executor_parameters() -> None:
     profile = load_profile(PROFILES / "local.yaml")
     assert profile.executor_parameters() == {
-        "timeout_min": 10,
+        "timeout_min": 30,
         "cpus_per_task": 1,
-        "mem_gb": 1.0,
+        "mem_gb": 2.0,
         "slurm_partition": "debug",
         "slurm_array_parallelism": 2,
         "slurm_signal_delay_s": 60,

@@ -48,7 +48,7 @@ def make_spec(objective: str, seed: int, *, suite: str = "golden", arch: str = "
     return JobSpec(
         suite=suite, dataset=dataset, dataset_options=(), objective=objective, objective_options=(), arch=arch,
         arch_options=(), seed=seed, steps=STEPS[-1], batch_size=64, latent_dim=2, critic_steps=1, optimizer="adam",
-        lr_g=lr_g, lr_d=2e-4, betas=(0.5, 0.999), tricks=(), metrics=("modes",), eval_every=100, eval_samples=500,
+        lr_g=lr_g, lr_d=2e-4, betas=(0.5, 0.999), tricks=(), metrics=("modes",), metric_options=(), eval_every=100, eval_samples=500,
         checkpoint_every=300, log_every=100, device="cpu", deterministic=True, eval_precision="float32",
     )
 

@@ -112,7 +112,10 @@ def test_resubmitting_while_jobs_run_adds_no_jobs(tmp_path: Path) -> None:
         status = run_bench(["status", "results/tiny"], tmp_path)
         assert status.returncode == 0 and "slurm" in status.stdout.splitlines()[0]
     finally:
-        subprocess.run(["scancel", *{i.split("_")[0] for i in ids}], check=False)
+        arrays = sorted({i.split("_")[0] for i in ids})
+        subprocess.run(["scancel", *arrays], check=False)
+        _wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", ",".join(arrays)], capture_output=True,
+                                             text=True).stdout.strip(), 60, "the cancelled jobs to leave the queue")
 
 
 def test_a_bad_profile_is_one_clear_error(tmp_path: Path, tiny_suite: Path) -> None:

@@ -138,8 +138,14 @@ def cluster_cpus() -> int:
     hint = "start it with `slurm/cluster.sh start`"
     if not slurm.slurm_available():
         pytest.fail(f"BENCH_SLURM_TESTS is set but the SLURM client tools are not installed; {hint}")
-    sinfo = subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%T %c"], capture_output=True, text=True)
-    fields = sinfo.stdout.split()
+    # a node still "completing" jobs cancelled by an earlier test becomes usable within seconds
+    deadline = time.time() + 60
+    while True:
+        sinfo = subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%T %c"], capture_output=True, text=True)
+        fields = sinfo.stdout.split()
+        if sinfo.returncode != 0 or (fields and fields[0] != "completing") or time.time() > deadline:
+            break
+        time.sleep(1)
     if sinfo.returncode != 0 or len(fields) != 2 or fields[0] not in {"idle", "mixed", "allocated"}:
         pytest.fail(f"BENCH_SLURM_TESTS is set but the cluster is not up ({sinfo.stderr.strip() or sinfo.stdout.strip()}); {hint}")
     sacct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True)

@@ -4,6 +4,7 @@ outputs, then the real digit classifier on stacks pasted from digits it classifi
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -135,6 +136,10 @@ def test_class_coverage_evaluator(stacked):
     digits = ImageSource("mnist", train, test, num_classes=10)
     evaluator = get_evaluator("class-coverage")
     assert evaluator.applies_to(digits)
+    assert [evaluator.applies_to(SimpleNamespace(name=n, kind="image", shape=())) for n in ("mnist", "cifar10")] == [
+        True, False
+    ]
+    assert not get_evaluator("stacked-modes").applies_to(digits)
     share_of_3 = float((train.labels == 3).double().mean())
     ctx = EvalContext(sample=lambda n: exemplars[3:4].expand(n, -1, -1, -1), source=digits,
                       device=torch.device("cpu"), cache_dir=cache_dir, seed=0, options={"samples": 50})

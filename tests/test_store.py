@@ -41,6 +41,7 @@ def make_spec(**overrides) -> JobSpec:
         betas=(0.5, 0.999),
         tricks=(),
         metrics=("mixture-modes",),
+        metric_options=(),
         eval_every=50,
         eval_samples=500,
         checkpoint_every=50,

@@ -2,14 +2,15 @@
 
 `get_classifier(source, ...)` trains the classifier on the source's labelled train split, measures
 its accuracy on the held-out split, and caches both on disk, keyed by the dataset (name, shape
-(C, H, W) - so the resolution - and a fingerprint of its content, which stands for its options) and
-the training seed. The same file is what torch-fidelity
-loads as the `bench-classifier` feature extractor: FID, KID and precision/recall are computed in
-its penultimate-feature space (`features`, 128-d) and the Inception Score on its `logits`.
+(C, H, W), so the resolution, and a fingerprint of its content, which stands for its options) and
+the training seed. The same file is what torch-fidelity loads as the `bench-classifier` feature
+extractor: FID, KID and precision/recall are computed in its penultimate-feature space
+(`features`, 128-d) and the Inception Score on its `logits`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,14 +38,14 @@ class LabelledImages:
     """A labelled image source with the attributes bench.data image sources have.
 
     `images`: (N, C, H, W) float32 in [-1, 1]; `labels`: (N,) int64 in [0, num_classes);
-    `test`: a held-out split of the same kind, or None.
+    `test`: a held-out split (anything with `images` and `labels`, e.g. bench.data's ImageSplit), or None.
     """
 
     name: str
     images: Tensor
     labels: Tensor
     num_classes: int
-    test: LabelledImages | None = None
+    test: Any = None
     kind: str = "image"
 
     @property
@@ -108,8 +109,9 @@ def training_plan(num_train: int) -> TrainingPlan:
 def source_fingerprint(source: Any) -> str:
     """SHA-256 (hex) over the labels and up to 64 evenly spaced images of a source and its test split.
 
-    Cheap (microseconds to a few milliseconds) and sensitive to which data a source holds, so that a
-    cache keyed by dataset name and options is not fooled by a source whose content differs.
+    Cheap (a few milliseconds) and sensitive to which data a source holds: a cache keyed by it is not
+    fooled by two sources of one name whose options (MNIST's source, Stacked MNIST's reference set)
+    made their content differ.
     """
     digest = hashlib.sha256()
     for split in (source, getattr(source, "test", None)):
@@ -133,13 +135,20 @@ def dataset_key(source: Any) -> dict[str, Any]:
     return {"dataset": source.name, "shape": list(source.shape), "fingerprint": source_fingerprint(source)}
 
 
+_sha_memo: dict[tuple[str, int, int], str] = {}
+
+
 def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 (hex) of a file's bytes, remembered per (path, size, mtime) within the process."""
+    stat = os.stat(path)
+    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _sha_memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _sha_memo[memo_key] = digest.hexdigest()
+    return _sha_memo[memo_key]
 
 
 def classifier_paths(source: Any, *, cache_dir: Path, seed: int) -> tuple[Path, Path]:
@@ -245,6 +254,10 @@ def classifier_file(source: Any, *, cache_dir: Path, seed: int, device: torch.de
     weights_path, info_path = classifier_paths(source, cache_dir=cache_dir, seed=seed)
     if weights_path.exists() and info_path.exists():
         return weights_path
+    if source.num_classes < 2:
+        raise ValueError(
+            f"dataset {source.name!r} has {source.num_classes} class(es): a classifier needs labels of at least 2"
+        )
     model, test_accuracy = train_classifier(source, seed=seed, device=device)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     stored = {"in_channels": source.shape[0], "num_classes": source.num_classes, "state_dict": state}
@@ -278,59 +291,64 @@ def uint8_to_images(images: Tensor) -> Tensor:
     return images.float() / 127.5 - 1
 
 
-_tf = torch_fidelity()
+@functools.cache
+def feature_extractor_class() -> type:
+    """`ClassifierFeatureExtractor`, registered with torch-fidelity as `bench-classifier` on first call.
 
-
-class ClassifierFeatureExtractor(_tf.FeatureExtractorBase):
-    """torch-fidelity feature extractor over a cached bench classifier.
-
-    Input: (N, C, H, W) uint8 images (torch-fidelity's convention), C and H, W as the classifier was
-    trained on. Features: `features` (N, 128) float32, penultimate layer (FID, KID, PR);
-    `logits` (N, num_classes) float32 (Inception Score). `feature_extractor_weights_path` is the
-    classifier file written by `get_classifier`.
+    Built on first use so that importing bench.metrics does not import torch-fidelity (and
+    torchvision): only computing the metrics does.
     """
+    tf = torch_fidelity()
 
-    def __init__(
-        self,
-        name: str,
-        features_list: list[str],
-        feature_extractor_weights_path: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name, features_list)
-        if feature_extractor_weights_path is None:
-            raise ValueError(
-                f"feature extractor {name!r} needs feature_extractor_weights_path: the classifier file "
-                "written by bench.metrics.classifier.get_classifier"
-            )
-        self.classifier = load_classifier(Path(feature_extractor_weights_path))
+    class ClassifierFeatureExtractor(tf.FeatureExtractorBase):
+        """torch-fidelity feature extractor over a cached bench classifier.
 
-    @staticmethod
-    def get_provided_features_list() -> tuple[str, ...]:
-        return ("features", "logits")
+        Input: (N, C, H, W) uint8 images (torch-fidelity's convention), C, H and W as the classifier
+        was trained on. Features: `features` (N, 128) float32, the penultimate layer (FID, KID, PR);
+        `logits` (N, num_classes) float32 (Inception Score). `feature_extractor_weights_path` is the
+        classifier file written by `classifier_file` / `get_classifier`.
+        """
 
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric: str) -> str:
-        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+        def __init__(
+            self,
+            name: str,
+            features_list: list[str],
+            feature_extractor_weights_path: str | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(name, features_list)
+            if feature_extractor_weights_path is None:
+                raise ValueError(
+                    f"feature extractor {name!r} needs feature_extractor_weights_path: the classifier file "
+                    "written by bench.metrics.classifier.classifier_file"
+                )
+            self.classifier = load_classifier(Path(feature_extractor_weights_path))
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
+        @staticmethod
+        def get_provided_features_list() -> tuple[str, ...]:
+            return ("features", "logits")
 
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        raise NotImplementedError("the classifier feature extractor is not compiled")
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric: str) -> str:
+            return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
 
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != self.classifier.in_channels:
-            raise ValueError(
-                f"{self.name} expects uint8 images (N, {self.classifier.in_channels}, H, W); "
-                f"got {images.dtype} {tuple(images.shape)}"
-            )
-        features = self.classifier.features(uint8_to_images(images))
-        out = {"features": features, "logits": self.classifier.head(features)}
-        return tuple(out[name].float() for name in self.features_list)
+        @staticmethod
+        def can_be_compiled() -> bool:
+            return False
 
+        @staticmethod
+        def get_dummy_input_for_compile() -> Tensor:
+            raise NotImplementedError("the classifier feature extractor is not compiled")
 
-_tf.register_feature_extractor(FEATURE_EXTRACTOR_NAME, ClassifierFeatureExtractor)
+        def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+            channels = self.classifier.in_channels
+            if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != channels:
+                raise ValueError(
+                    f"{self.name} expects uint8 images (N, {channels}, H, W); got {images.dtype} {tuple(images.shape)}"
+                )
+            features = self.classifier.features(uint8_to_images(images))
+            out = {"features": features, "logits": self.classifier.head(features)}
+            return tuple(out[name].float() for name in self.features_list)
 
+    tf.register_feature_extractor(FEATURE_EXTRACTOR_NAME, ClassifierFeatureExtractor)
+    return ClassifierFeatureExtractor

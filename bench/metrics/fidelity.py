@@ -8,6 +8,12 @@ in memory (generated samples are never written to disk) and the cache key of the
 torch-fidelity's own key is the input name and the extractor name, which ignores the weights file,
 so bench names the real input after (dataset, split, resolution, number of real images, feature
 extractor, SHA-256 of the weights file) and lets torch-fidelity cache its features under that name.
+
+Options (EvalContext.options; unknown keys are refused): `samples` generated images (10,000);
+`real_samples` real images at most (10,000; a fixed subset when the split is larger); `real_split`
+"train" or "test"; `batch_size`; `isc_splits` (10); `kid_subsets` (100) and `kid_subset_size`
+(None: min(1000, generated, real)); `prc_neighborhood` k (3) and `prc_batch_size`;
+`classifier_seed` (0, the same classifier for every job) or `inception_weights` (a path).
 """
 
 from __future__ import annotations
@@ -29,17 +35,20 @@ from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME as CLASSIFIER_EXTRACTOR,
     classifier_file,
     dataset_key,
+    feature_extractor_class,
     images_to_uint8,
+    sha256_file,
 )
 from bench.vision import torch_fidelity
 
-_tf = torch_fidelity()
-
 INCEPTION_EXTRACTOR = "inception-v3-compat"
-INCEPTION_WEIGHTS_URL: str = _tf.feature_extractor_inceptionv3.URL_INCEPTION_V3
-INCEPTION_WEIGHTS_FILE = INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
+# the file torch-fidelity 0.4 downloads (its URL_INCEPTION_V3; a test checks they agree)
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS_FILE}"
 INCEPTION_WEIGHTS_ENV = "BENCH_INCEPTION_WEIGHTS"
 INCEPTION_WEIGHTS_OPTION = "inception_weights"
+
+KID_SUBSET_SIZE = 1000  # Binkowski et al.'s subset size, used when both sets have that many images
 
 # real images are drawn with this seed (not the job's), so every job of a dataset shares one cache entry
 REAL_SUBSET_SEED = 0
@@ -61,33 +70,17 @@ class ImageTensorDataset(Dataset):
             raise ValueError(f"images must be (N, C, H, W); got shape {tuple(images.shape)}")
         if rgb and images.shape[1] not in (1, 3):
             raise ValueError(f"Inception needs 1 or 3 channels; got {images.shape[1]}")
-        self.images = images.detach().cpu()
+        self.pixels = images_to_uint8(images.detach().cpu())  # (N, C, H, W) uint8, a quarter of the memory
         self.rgb = rgb
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.pixels)
 
     def __getitem__(self, index: int) -> Tensor:
-        image = images_to_uint8(self.images[index : index + 1])[0]
+        image = self.pixels[index]
         if self.rgb and image.shape[0] == 1:
             image = image.expand(3, -1, -1).contiguous()
         return image
-
-
-_sha_memo: dict[tuple[str, int, int], str] = {}
-
-
-def weights_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a weights file, remembered per (path, size, mtime) within the process."""
-    stat = os.stat(path)
-    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _sha_memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _sha_memo[memo_key] = digest.hexdigest()
-    return _sha_memo[memo_key]
 
 
 def inception_weights_path(options: Mapping[str, Any]) -> Path:
@@ -99,9 +92,8 @@ def inception_weights_path(options: Mapping[str, Any]) -> Path:
     hub_path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
     where = (
         f"Download {INCEPTION_WEIGHTS_URL} on a machine with network access, then either set the "
-        f"environment variable {INCEPTION_WEIGHTS_ENV}=/path/to/{INCEPTION_WEIGHTS_FILE}, or set the "
-        f"option {INCEPTION_WEIGHTS_OPTION}: /path/to/{INCEPTION_WEIGHTS_FILE} of metric fidelity-inception "
-        f"in the suite, or put the file at {hub_path}"
+        f"environment variable {INCEPTION_WEIGHTS_ENV}=/path/to/{INCEPTION_WEIGHTS_FILE} (or the metric "
+        f"option {INCEPTION_WEIGHTS_OPTION} of fidelity-inception), or put the file at {hub_path}"
     )
     for origin, value in (
         (f"option {INCEPTION_WEIGHTS_OPTION}", options.get(INCEPTION_WEIGHTS_OPTION)),
@@ -126,7 +118,7 @@ def write_random_inception_weights(path: Path, *, seed: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    class _Unloaded(_tf.FeatureExtractorInceptionV3):
+    class _Unloaded(torch_fidelity().FeatureExtractorInceptionV3):
         def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:  # keeps the random init
             return None
 
@@ -151,16 +143,16 @@ def real_cache_name(
     """(torch-fidelity cache name, full key) of one set of real features.
 
     The name is `<dataset>-<split>-<H>px-n<num_real>-<16 hex of the key's SHA-256>` (torch-fidelity
-    appends the extractor's name and the layer to its file names); the key
-    holds the dataset's name, options, shape and content fingerprint, the split, the number of real
-    images, the extractor and the SHA-256 of its weights file.
+    appends the extractor's name and the layer to its file names); the key holds the dataset's name,
+    shape and content fingerprint, the split, the number of real images, the extractor and the
+    SHA-256 of its weights file.
     """
     key = {
         **dataset_key(source),
         "split": split,
         "num_real": num_real,
         "feature_extractor": extractor,
-        "weights_sha256": weights_sha256(weights_file),
+        "weights_sha256": sha256_file(weights_file),
     }
     key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return f"{source.name}-{split}-{source.shape[-1]}px-n{num_real}-{key_hash}", key
@@ -181,7 +173,9 @@ def _real_images(source: Any, *, split: str, real_samples: int, evaluator_name: 
         images = source.images
     elif split == "test":
         if getattr(source, "test", None) is None:
-            raise ValueError(f"{evaluator_name}: option real_split='test' but dataset {source.name!r} has no test split")
+            raise ValueError(
+                f"{evaluator_name}: option real_split='test' but dataset {source.name!r} has no test split"
+            )
         images = source.test.images
     else:
         raise ValueError(f"{evaluator_name}: option real_split={split!r}; valid: test, train")
@@ -213,8 +207,9 @@ def fidelity_metrics(
         source, split=options["real_split"], real_samples=options["real_samples"], evaluator_name=evaluator_name
     )
     num_fake, num_real = len(fake_images), len(real)
+    kid_subset_size = options["kid_subset_size"] or min(KID_SUBSET_SIZE, num_fake, num_real)
     problems = []
-    if options["kid_subset_size"] > min(num_fake, num_real):
+    if kid_subset_size > min(num_fake, num_real):
         problems.append(
             f"kid_subset_size={options['kid_subset_size']} exceeds the {num_fake} generated or {num_real} real images"
         )
@@ -237,9 +232,10 @@ def fidelity_metrics(
     if not key_file.exists():
         key_file.write_text(json.dumps(key, indent=2, sort_keys=True))
 
+    feature_extractor_class()  # registers bench-classifier with torch-fidelity
     cuda = device.type == "cuda"
     with torch.cuda.device(device) if cuda else nullcontext():
-        return _tf.calculate_metrics(
+        return torch_fidelity().calculate_metrics(
             input1=ImageTensorDataset(fake_images, rgb=rgb),
             input2=ImageTensorDataset(real, rgb=rgb),
             input2_cache_name=name,
@@ -255,7 +251,7 @@ def fidelity_metrics(
             prc=True,
             isc_splits=options["isc_splits"],
             kid_subsets=options["kid_subsets"],
-            kid_subset_size=options["kid_subset_size"],
+            kid_subset_size=kid_subset_size,
             prc_neighborhood=options["prc_neighborhood"],
             prc_batch_size=options["prc_batch_size"],
             save_cpu_ram=True,  # no DataLoader workers over in-memory tensors; PR distances in blocks
@@ -264,12 +260,13 @@ def fidelity_metrics(
 
 
 def _bench_names(result: Mapping[str, float], space: str) -> dict[str, float]:
+    tf = torch_fidelity()
     return {
-        f"fid_{space}": float(result[_tf.KEY_METRIC_FID]),
-        f"is_{space}": float(result[_tf.KEY_METRIC_ISC_MEAN]),
-        f"kid_{space}": float(result[_tf.KEY_METRIC_KID_MEAN]),
-        f"precision_{space}": float(result[_tf.KEY_METRIC_PRECISION]),
-        f"recall_{space}": float(result[_tf.KEY_METRIC_RECALL]),
+        f"fid_{space}": float(result[tf.KEY_METRIC_FID]),
+        f"is_{space}": float(result[tf.KEY_METRIC_ISC_MEAN]),
+        f"kid_{space}": float(result[tf.KEY_METRIC_KID_MEAN]),
+        f"precision_{space}": float(result[tf.KEY_METRIC_PRECISION]),
+        f"recall_{space}": float(result[tf.KEY_METRIC_RECALL]),
     }
 
 
@@ -281,7 +278,9 @@ def _metric_infos(space: str, what: str) -> tuple[MetricInfo, ...]:
         MetricInfo(
             f"precision_{space}", f"fraction of generated samples inside the real k-NN manifold ({what})", "higher"
         ),
-        MetricInfo(f"recall_{space}", f"fraction of real samples inside the generated k-NN manifold ({what})", "higher"),
+        MetricInfo(
+            f"recall_{space}", f"fraction of real samples inside the generated k-NN manifold ({what})", "higher"
+        ),
     )
 
 
@@ -291,7 +290,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "real_split": "train",
     "isc_splits": 10,
     "kid_subsets": 100,
-    "kid_subset_size": 1000,
+    "kid_subset_size": None,  # min(1000, generated, real)
     "prc_neighborhood": 3,
     "prc_batch_size": 2000,
 }
@@ -299,12 +298,9 @@ CLASSIFIER_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "batch_size": 500, "c
 INCEPTION_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "batch_size": 64, INCEPTION_WEIGHTS_OPTION: None}
 
 
-def _is_labelled_image_source(source: Any) -> bool:
-    return (
-        getattr(source, "kind", None) == "image"
-        and getattr(source, "labels", None) is not None
-        and source.name != "stacked-mnist"
-    )
+# the labelled datasets the classifier is trained on (Stacked MNIST has its own mode metric; an image
+# folder's labels, if any, are not known before it is read)
+CLASSIFIER_DATASETS = ("digits", "mnist", "cifar10")
 
 
 def evaluate_classifier_fidelity(ctx: EvalContext) -> dict[str, float]:
@@ -353,9 +349,9 @@ FIDELITY_CLASSIFIER = register_evaluator(
     Evaluator(
         name="fidelity-classifier",
         description="FID, IS, KID, precision/recall in the feature space of bench's small per-dataset classifier",
-        cost="~1 s per 1k samples on CPU (first use trains the classifier: seconds to a minute)",
+        cost="~0.6 s per 1k samples on one CPU core (first use trains the classifier: ~20-30 s)",
         metrics=_metric_infos("classifier", "classifier"),
-        applies_to=_is_labelled_image_source,
+        applies_to=lambda source: getattr(source, "name", None) in CLASSIFIER_DATASETS,
         evaluate=evaluate_classifier_fidelity,
         option_defaults=CLASSIFIER_DEFAULTS,
     )
@@ -365,7 +361,7 @@ FIDELITY_INCEPTION = register_evaluator(
     Evaluator(
         name="fidelity-inception",
         description="FID, IS, KID, precision/recall in torch-fidelity's Inception-v3 (TF 2015) feature space",
-        cost="~100 s per 1k samples on CPU, ~2 s on a GPU",
+        cost="~3 min per 1k samples on one CPU core (+~7 s FID on 2048-d); use a GPU",
         metrics=_metric_infos("inception", "Inception-v3"),
         applies_to=lambda source: getattr(source, "kind", None) == "image",
         evaluate=evaluate_inception_fidelity,

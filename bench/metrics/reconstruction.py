@@ -19,7 +19,7 @@ def reconstruction_errors(ctx: EvalContext) -> dict[str, float]:
         raise ValueError("metric 'reconstruction' needs an objective with an encoder (bigan-qp)")
     count = int(ctx.options.get("samples", DEFAULT_SAMPLES))
     rng = torch.Generator().manual_seed(ctx.seed * 7919 + 4)
-    x = ctx.source.sample(min(count, DEFAULT_SAMPLES), rng).to(ctx.device)
+    x = ctx.source.sample(count, rng).to(ctx.device)
     z_of_x = ctx.encode(x)
     x_rec = ctx.decode(z_of_x)
     z = torch.randn(z_of_x.shape, generator=rng).to(ctx.device)
@@ -41,5 +41,6 @@ register_evaluator(
         ),
         applies_to=lambda source: True,
         evaluate=reconstruction_errors,
+        option_defaults={"samples": DEFAULT_SAMPLES},
     )
 )
