@@ -127,8 +127,8 @@ def _tracking_target(config, results_root: Path, suite_name: str, jobs):  # type
     uri = config.tracking.uri or default_tracking_uri(results_root)
     artifact_root = None if uri.startswith("http") else results_root / "mlartifacts"
     tracker = Tracker(uri, config.tracking.experiment, artifact_root)
-    parent = tracker.suite_run(suite_name, {"suite": suite_name, "jobs": str(len(jobs)),
-                                            "dataset": config.dataset.name})
+    datasets = ",".join(dict.fromkeys(job.dataset for job in jobs))
+    parent = tracker.suite_run(suite_name, {"suite": suite_name, "jobs": str(len(jobs)), "dataset": datasets})
     return TrackingTarget(uri=uri, experiment=config.tracking.experiment, parent_run_id=parent,
                           artifact_root=artifact_root)
 

@@ -109,3 +109,21 @@ def test_local_jobs_split_the_cores(tmp_path: Path, tiny_suite: Path) -> None:
     logs = list((tmp_path / "results" / "tiny" / "jobs").glob("*/log.txt"))
     assert len(logs) == 2
     assert all(f"{expected} torch threads" in log.read_text() for log in logs)
+
+
+def test_a_dataset_axis_runs_with_tracking(tmp_path: Path) -> None:
+    from conftest import write_suite
+
+    path = write_suite(tmp_path, {"grid": {"dataset": ["ring8", "grid25"], "objective": ["nsgan"], "arch": ["mlp"],
+                                           "seed": [0]}})
+    text = path.read_text().replace("dataset:\n  name: ring8\n", "")
+    path.write_text(text)
+    ran = run_bench(["run", str(path), "--no-report", "--no-progress"], tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "status: done 2" in ran.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+                 if not r.data.tags.get("mlflow.parentRunId")]
+    assert parent.data.params["dataset"] == "ring8,grid25"
