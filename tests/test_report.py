@@ -278,8 +278,11 @@ def _chromium(*arguments: str, user_data: Path) -> subprocess.CompletedProcess[s
 @pytest.mark.browser
 def test_report_html_in_headless_chromium(golden, tmp_path):
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install the Debian package `chromium` "
-                    "(apt-get install -y chromium) to run the browser test")
+        message = (f"{CHROMIUM} is missing: install the Debian package `chromium` "
+                   "(apt-get install -y chromium) to run the browser test")
+        if os.environ.get("CI") or os.environ.get("BENCH_BROWSER_TESTS"):
+            pytest.fail(message)  # CI installs it: missing there is a broken CI, not a skip
+        pytest.skip(message)
     result, _ = golden
     url = result.html.as_uri()
     screenshot = tmp_path / "report.png"
