@@ -137,3 +137,32 @@ def test_dry_run_prints_the_grid(tiny_suite: Path, tmp_path: Path) -> None:
     assert result.stdout.splitlines()[0].split() == ["job_id", "objective", "arch", "seed"]
     assert result.stdout.strip().endswith("2 jobs")
     assert not (tmp_path / "results").exists()
+
+
+def test_a_grid_axis_over_tricks(catalogue) -> None:
+    text = yaml.safe_dump({
+        **TINY_SUITE,
+        "grid": {"objective": ["nsgan", "wgan-gp"], "arch": ["mlp"], "seed": [0],
+                 "tricks": [[], ["feature-matching"], [{"name": "r1", "options": {"gamma": 1.0}}]]},
+    })
+    jobs = parse_suite(text, catalogue).jobs
+    assert [(j.objective, j.tricks) for j in jobs] == [
+        ("nsgan", ()),
+        ("nsgan", (("feature-matching", (("weight", 1.0),)),)),
+        ("nsgan", (("r1", (("gamma", 1.0),)),)),
+        # the objective's own penalty stays; the axis adds to it
+        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)),)),
+        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)), ("feature-matching", (("weight", 1.0),)))),
+        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)), ("r1", (("gamma", 1.0),)))),
+    ]
+
+
+def test_metric_options_are_checked_and_reach_the_spec(tmp_path: Path, catalogue) -> None:
+    bad = write_suite(tmp_path, {"metric_options": {"mixture-modes": {"sampels": 10}}})
+    with pytest.raises(SuiteError, match=r"metric_options.mixture-modes.sampels: metric 'mixture-modes' has no "
+                                         r"option 'sampels'; valid: min_share, quality_sigmas, samples"):
+        load_suite(bad, catalogue)
+    good = write_suite(tmp_path, {"metric_options": {"mixture-modes": {"samples": 10}}}, name="good.yaml")
+    (job, _) = load_suite(good, catalogue).jobs
+    assert job.metric_options == (("mixture-modes", (("samples", 10),)),)
+    assert job.flat()["metric.mixture-modes.samples"] == "10"
