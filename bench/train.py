@@ -401,7 +401,9 @@ def train(
     window: dict[str, Any] = {"sum_d": zero.clone(), "sum_g": zero.clone(), "count": 0,
                               "first_bad": torch.full((), -1, device=job.device, dtype=torch.long)}
     step = 0
-    checkpoint = store.load_checkpoint(map_location=job.device)
+    # on the CPU: RNG states must be CPU tensors; weights and optimiser states are copied to
+    # their parameters' device by load_state_dict
+    checkpoint = store.load_checkpoint(map_location="cpu")
     if checkpoint is not None:
         step, clocks, window = job.load_state(checkpoint)
         store.truncate_metrics(after_step=step)
