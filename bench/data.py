@@ -47,6 +47,8 @@ __all__ = [
 
 # fixed seeds of the deterministic parts of datasets (splits, Stacked MNIST reference sets)
 SPLIT_SEED = 0
+# a mixture needs a spread: the mode metrics measure distances in units of std
+MIN_MIXTURE_STD = 1e-6
 STACKED_REFERENCE_SEEDS = {"train": 1, "test": 2}
 
 MNIST_FILES = {
@@ -263,14 +265,14 @@ def grid_centers(side: int, spacing: float) -> Tensor:
 _register(
     "ring8",
     "8 Gaussians on a circle of radius 2, std 0.02",
-    {"radius": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.02, float, minimum=0.0)},
+    {"radius": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.02, float, minimum=MIN_MIXTURE_STD)},
     shape=lambda options: (2,),
     load=lambda root, options: MixtureSource("ring8", ring_centers(8, options["radius"]), options["std"]),
 )
 _register(
     "grid25",
     "25 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05",
-    {"spacing": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.05, float, minimum=0.0)},
+    {"spacing": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.05, float, minimum=MIN_MIXTURE_STD)},
     shape=lambda options: (2,),
     load=lambda root, options: MixtureSource("grid25", grid_centers(5, options["spacing"]), options["std"]),
 )
