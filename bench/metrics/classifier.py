@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.store import atomic_write, atomic_write_json
 from bench.vision import torch_fidelity
 
 FEATURE_EXTRACTOR_NAME = "bench-classifier"
@@ -160,19 +160,6 @@ def classifier_paths(source: Any, *, cache_dir: Path, seed: int) -> tuple[Path, 
     return folder / f"{stem}.pt", folder / f"{stem}.json"
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(delete=False, dir=path.parent, prefix=f".{path.name}.")
-    try:
-        write(handle)
-        handle.close()
-        os.replace(handle.name, path)
-    finally:
-        handle.close()
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-
-
 def _splits(source: Any, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(train images, train labels, test images, test labels), holding out part of train if no test split."""
     images, labels = source.images.detach().cpu().float(), source.labels.detach().cpu().long()
@@ -261,9 +248,10 @@ def classifier_file(source: Any, *, cache_dir: Path, seed: int, device: torch.de
     model, test_accuracy = train_classifier(source, seed=seed, device=device)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     stored = {"in_channels": source.shape[0], "num_classes": source.num_classes, "state_dict": state}
-    _atomic_write_bytes(weights_path, lambda handle: torch.save(stored, handle))
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(weights_path, lambda handle: torch.save(stored, handle), binary=True)
     info = {"accuracy": test_accuracy, "seed": seed, **dataset_key(source), "weights_sha256": sha256_file(weights_path)}
-    _atomic_write_bytes(info_path, lambda handle: handle.write(json.dumps(info, indent=2).encode()))
+    atomic_write_json(info_path, info)
     return weights_path
 
 
