@@ -35,8 +35,8 @@ def job_spec(objective: str, arch: str, seed: int, suite: str) -> JobSpec:
         suite=suite, dataset="ring8", dataset_options=(), objective=objective, objective_options=(),
         arch=arch, arch_options=(), seed=seed, steps=STEPS, batch_size=256, latent_dim=2, critic_steps=1,
         optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), tricks=(), metrics=("modes",),
-        eval_every=STEPS // EVALS, eval_samples=2000, checkpoint_every=STEPS, log_every=STEPS // EVALS,
-        device="cpu", deterministic=True,
+        metric_options=(), eval_every=STEPS // EVALS, eval_samples=2000, checkpoint_every=STEPS,
+        log_every=STEPS // EVALS, device="cpu", deterministic=True, eval_precision="float32",
     )
 
 
@@ -83,6 +83,9 @@ def write_suite(root: Path, name: str = "speed") -> Path:
                 for metric, series in values.items():
                     lines += [f"{spec.job_id},{s},{float(w)!r},{metric},{float(v)!r}"
                               for s, w, v in zip(steps, wall, series)]
+                if status == "diverged":  # as the training loop logs it: one row at the first non-finite loss
+                    bad_step = int(steps[done_evals - 1]) + STEPS // EVALS // 2
+                    lines.append(f"{spec.job_id},{bad_step},{float(wall[-1])!r},diverged,1.0")
                 folder.joinpath("metrics.csv").write_text("\n".join(lines) + "\n")
                 if seed == 0 and status == "done":
                     (folder / "samples").mkdir()

@@ -1,20 +1,25 @@
-"""Convergence summaries on hand-made curves; every expected value is worked out in the comments."""
+"""Convergence summaries on hand-made curves (every expected value is worked out in the comments), and
+the batched companions checked curve by curve against them on random curves with a fixed seed."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from torch.testing import assert_close
 
 from bench.metrics.convergence import (
+    STATUSES,
     CurveSummary,
     ThresholdTime,
     best_index,
     divergence_step,
+    divergence_steps,
     last_k_std,
     normalised_auc,
     summarise_curve,
+    summarise_curves,
     time_to_threshold,
 )
 
@@ -118,3 +123,90 @@ def test_bad_curves_are_refused_with_what_is_valid():
         normalised_auc([], [])
     with pytest.raises(ValueError, match="status 'crashed'; valid: pending, running, done, diverged, failed"):
         divergence_step(STEPS, FID, status="crashed")
+
+
+# ---- the batched companions agree with the functions above -----------------------------------------
+
+def _random_curves(rng: np.random.Generator, num_curves: int, length: int):
+    """Padded random curves: NaN and inf sprinkled in, garbage (even decreasing steps) in the padding."""
+    lengths = rng.integers(1, length + 1, size=num_curves)
+    steps = np.cumsum(rng.integers(1, 50, size=(num_curves, length)), axis=1) - rng.integers(0, 2, (num_curves, 1))
+    steps = steps.astype(float)
+    wall_s = np.cumsum(rng.uniform(0.1, 2.0, size=(num_curves, length)), axis=1)
+    values = rng.normal(0.0, 1.0, size=(num_curves, length)).round(1)  # rounding makes ties
+    values[rng.random((num_curves, length)) < 0.12] = np.nan
+    values[rng.random((num_curves, length)) < 0.03] = np.inf
+    padding = np.arange(length) >= lengths[:, None]
+    steps[padding] = -rng.integers(0, 1000, size=padding.sum())
+    values[padding] = rng.choice([np.nan, 1e9, -1e9], size=padding.sum())
+    statuses = rng.choice(STATUSES, size=num_curves)
+    return steps, wall_s, values, lengths, statuses
+
+
+@pytest.mark.parametrize("direction", ["lower", "higher"])
+@pytest.mark.parametrize("threshold, last_k", [(None, 3), (0.0, 1), (0.5, 2), (-0.3, 5)])
+def test_summarise_curves_agrees_with_summarise_curve_on_random_curves(direction, threshold, last_k):
+    rng = np.random.default_rng(20 + last_k)
+    steps, wall_s, values, lengths, statuses = _random_curves(rng, num_curves=300, length=7)
+    batch = summarise_curves(steps, wall_s, values, lengths, direction=direction, threshold=threshold,
+                             last_k=last_k, statuses=statuses)
+    assert len(batch) == 300
+    for index, size in enumerate(lengths):
+        one = summarise_curve(steps[index, :size], wall_s[index, :size], values[index, :size], direction=direction,
+                              threshold=threshold, last_k=last_k, status=str(statuses[index]))
+        actual, wanted = batch.curve(index).as_dict(), one.as_dict()
+        assert actual.pop("direction") == wanted.pop("direction")
+        assert actual.pop("reached") is wanted.pop("reached"), index
+        assert_close(actual, wanted, equal_nan=True, msg=lambda text, i=index: f"curve {i}: {text}")
+    columns = batch.columns()
+    assert set(columns) == set(CurveSummary.__dataclass_fields__)
+    assert all(column.shape == (300,) for column in columns.values())
+
+
+def test_divergence_steps_agrees_with_divergence_step():
+    rng = np.random.default_rng(5)
+    steps, _, values, lengths, statuses = _random_curves(rng, num_curves=200, length=6)
+    batch = divergence_steps(steps, values, lengths, statuses=statuses)
+    wanted = [divergence_step(steps[i, :n], values[i, :n], status=str(statuses[i])) for i, n in enumerate(lengths)]
+    assert_close(batch, np.array(wanted), equal_nan=True)
+    assert (~np.isnan(batch) == (statuses == "diverged")).all()
+
+
+def test_summarise_curves_on_a_hand_made_batch():
+    # row 0 is the module's FID curve; row 1 is [7, 1] then padding: best 1 at step 10, AUC (7+1)/2 = 4,
+    # last-3 spread over the 2 evaluations: std(7, 1) = sqrt(18), threshold 5 reached at step 10 (1.0 s)
+    steps = [STEPS, [0, 10, 99, 99, 99]]
+    wall_s = [WALL_S, [0.0, 1.0, 0.0, 0.0, 0.0]]
+    values = [FID, [7.0, 1.0, math.nan, 0.0, 0.0]]
+    batch = summarise_curves(steps, wall_s, values, [5, 2], direction="lower", threshold=5.0)
+    assert_close(batch.final, np.array([3.0, 1.0]))
+    assert_close(batch.best_step, np.array([400.0, 10.0]))
+    assert_close(batch.auc, np.array([5.375, 4.0]))
+    assert_close(batch.last_k_std, np.array([1.0, math.sqrt(18.0)]))
+    assert batch.reached.tolist() == [True, True]
+    assert_close(batch.steps_to_threshold, np.array([200.0, 10.0]))
+    assert_close(batch.wall_s_to_threshold, np.array([3.0, 1.0]))
+    assert np.isnan(batch.divergence_step).all()  # statuses default to "done"
+
+
+def test_an_empty_batch_has_empty_summaries():
+    batch = summarise_curves(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, dtype=int),
+                             direction="higher", threshold=1.0)
+    assert len(batch) == 0 and all(column.shape == (0,) for column in batch.columns().values())
+    assert divergence_steps(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, dtype=int), statuses=[]).shape == (0,)
+
+
+def test_bad_batches_are_refused_with_what_is_valid():
+    steps, wall_s, values = np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=3\].*got min 0, max 3"):
+        summarise_curves(steps, wall_s, values, [0, 3], direction="lower")
+    with pytest.raises(ValueError, match=r"lengths must be integers of shape \(2,\)"):
+        summarise_curves(steps, wall_s, values, [1.0, 2.0], direction="lower")
+    with pytest.raises(ValueError, match=r"steps must be strictly increasing, got \[0.0, 0.0\] in curve 0"):
+        summarise_curves(steps, wall_s, values, [2, 1], direction="lower")
+    with pytest.raises(ValueError, match=r"steps must be 2-D \(N, T\), got shape \(3,\)"):
+        summarise_curves(steps[0], wall_s, values, [1, 1], direction="lower")
+    with pytest.raises(ValueError, match="status 'crashed'; valid: pending, running, done, diverged, failed"):
+        divergence_steps(np.array([[0.0, 1.0]]), np.zeros((1, 2)), [2], statuses=["crashed"])
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        summarise_curves(steps, wall_s, values, [1, 1], direction="lower", last_k=0)

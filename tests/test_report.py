@@ -32,6 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 DIRECTIONS = {"modes_covered": "higher", "mode_kl": "lower"}
 STEPS = (100, 200, 300)
 SEEDS = tuple(range(7))
+WALL_OFFSETS = {"nsgan": 10.0, "wgan": 20.0, "lsgan": 15.0}  # train_s = offset + seed; wall_s = step * offset / 1000
+THRESHOLDS = {"modes_covered": 5.0, "mode_kl": 0.5}
 
 # final values per objective and seed 0..6 (lsgan seed 6 failed; wgan seed 3 diverged after its
 # evaluation at step 200, so that value is its final one)
@@ -65,13 +67,31 @@ def write_job(store: SuiteStore, spec: JobSpec, *, status: str | None, values: d
                         for metric, series in values.items() for k in range(len(series))])
 
 
-def curves(final_modes: float, final_kl: float, evals: int = 3) -> dict[str, list[float]]:
-    """Values at the first `evals` steps ending at the given finals: coverage rises, KL falls."""
+def curves(final_modes: float, final_kl: float, evals: int = 3, wiggle: float = 0.0) -> dict[str, list[float]]:
+    """Values at the first `evals` steps ending at the given finals: coverage rises, KL falls; `wiggle`
+    moves the first evaluation further from the final one (so runs differ in AUC and spread)."""
     return {
-        "modes_covered": [final_modes - (evals - 1 - k) for k in range(evals)],
-        "mode_kl": [round(final_kl + 0.3 * (evals - 1 - k), 6) for k in range(evals)],
+        "modes_covered": [final_modes - (evals - 1 - k) - (wiggle if k == 0 else 0.0) for k in range(evals)],
+        "mode_kl": [round(final_kl + 0.3 * (evals - 1 - k) + (wiggle if k == 0 else 0.0), 6) for k in range(evals)],
         "loss_d": [0.69 + 0.01 * k for k in range(evals)],
     }
+
+
+def wiggle(seed: int) -> float:
+    return 0.1 * (seed % 3)
+
+
+def finished_curves(metric: str) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The finite curves of `metric` written for the finished runs of each objective, in seed order:
+    (steps, wall_s, values); wgan seed 3 diverged after 2 evaluations (its NaN at step 250 is not finite)."""
+    found: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for objective, finals in FINAL_MODES.items():
+        for seed, (modes, kl) in enumerate(zip(finals, FINAL_KL[objective])):
+            evals = 2 if (objective, seed) == ("wgan", 3) else 3
+            steps = np.asarray(STEPS[:evals], dtype=float)
+            values = np.asarray(curves(modes, kl, evals, wiggle(seed))[metric], dtype=float)
+            found.setdefault(objective, []).append((steps, steps * WALL_OFFSETS[objective] / 1000, values))
+    return found
 
 
 def write_golden_suite(root: Path) -> Path:
@@ -79,8 +99,9 @@ def write_golden_suite(root: Path) -> Path:
     one pending job; final.npy samples for seed 0 of each objective."""
     suite_dir = root / "golden"
     store = SuiteStore(suite_dir)
-    store.write_suite_yaml("name: golden\nreport:\n  baseline: nsgan\n  thresholds:\n    modes_covered: 5\n")
-    offsets = {"nsgan": 10.0, "wgan": 20.0, "lsgan": 15.0}
+    store.write_suite_yaml("name: golden\nreport:\n  baseline: nsgan\n  thresholds:\n"
+                           + "".join(f"    {metric}: {value:g}\n" for metric, value in THRESHOLDS.items()))
+    offsets = WALL_OFFSETS
     rng = np.random.default_rng(0)
     angles = np.arange(8) * np.pi / 4
     centres = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
@@ -90,7 +111,8 @@ def write_golden_suite(root: Path) -> Path:
             diverged = objective == "wgan" and seed == 3
             write_job(store, spec, status="diverged" if diverged else "done",
                       reason="loss_d is nan at step 250" if diverged else None,
-                      values=curves(modes, kl, evals=2 if diverged else 3), train_s=offsets[objective] + seed,
+                      values=curves(modes, kl, evals=2 if diverged else 3, wiggle=wiggle(seed)),
+                      train_s=offsets[objective] + seed,
                       wall_per_step=offsets[objective] / 1000)
             if diverged:  # the evaluation at divergence: not finite, so not the run's final value
                 store.job(spec.job_id).append_metrics([MetricRow(spec.job_id, 250, 5.0, "mode_kl", float("nan"))])
@@ -235,13 +257,88 @@ def test_jobs_partial_results_and_thresholds(golden):
         ("pending", "wgan", "7", ""),
         ("diverged", "wgan", "3", "loss_d is nan at step 250"),
     ]
-    reached = table_after(markdown, "## Steps to threshold")
+    assert row_for(jobs, objective="wgan")["median divergence step"] == "250"  # its NaN mode_kl at step 250
+    assert row_for(jobs, objective="nsgan")["median divergence step"] == "n/a"  # none diverged
+
+
+def _bootstrap_mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """The report's interval recomputed with scipy directly: percentile, 1000 resamples, seed 0."""
+    result = scipy.stats.bootstrap((np.asarray(values, dtype=float),), np.mean, n_resamples=1000, vectorized=True,
+                                   axis=-1, method="percentile", rng=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def close_ci(printed: str, expected: tuple[float, float]) -> None:
+    low, high = (number(x) for x in printed.strip("[]").split(", "))
+    close4(str(low), expected[0])
+    close4(str(high), expected[1])
+
+
+@pytest.mark.parametrize("metric", ["modes_covered", "mode_kl"])
+def test_convergence_columns_in_the_report(golden, metric):
+    _, markdown = golden
+    rows = table_after(markdown, f"Convergence and stability of `{metric}`:")
+    direction = DIRECTIONS[metric]
+    assert f"AUC mean ({direction} is better)" in rows[0]
+    for objective, runs in finished_curves(metric).items():
+        # AUC: trapezoid over steps / step range; spread: sample std of the last 3 (or fewer) values
+        aucs = [np.trapezoid(values, steps) / (steps[-1] - steps[0]) for steps, _, values in runs]
+        spreads = [np.std(values[-3:], ddof=1) for _, _, values in runs]
+        best_at = [np.argmax(values) if direction == "higher" else np.argmin(values) for _, _, values in runs]
+        row = row_for(rows, objective=objective)
+        assert row["n"] == str(len(runs))
+        close4(row[f"AUC mean ({direction} is better)"], np.mean(aucs))
+        close_ci(row["AUC 95% CI"], _bootstrap_mean_ci(aucs))
+        close4(row["last-3 spread mean (lower is steadier)"], np.mean(spreads))
+        close_ci(row["spread 95% CI"], _bootstrap_mean_ci(spreads))
+        close4(row["median step of best"], np.median([steps[k] for (steps, _, _), k in zip(runs, best_at)]))
+
+
+def test_wgan_diverged_run_enters_with_its_two_finite_evaluations(golden):
+    _, markdown = golden
+    # by hand, wgan seed 3 (finals 7 modes, KL 0.65; no wiggle): modes [6, 7] -> AUC 6.5, spread
+    # sqrt(0.5); the 6 other seeds' curves [f - 2 - w, f - 1, f] have AUC ((f-2-w) + 2(f-1) + f) / 4
+    others = [(f, wiggle(seed)) for seed, f in enumerate(FINAL_MODES["wgan"]) if seed != 3]
+    aucs = [6.5] + [((f - 2 - w) + 2 * (f - 1) + f) / 4 for f, w in others]
+    row = row_for(table_after(markdown, "Convergence and stability of `modes_covered`:"), objective="wgan")
+    close4(row["AUC mean (higher is better)"], np.mean(aucs))
+
+
+@pytest.mark.parametrize("metric", ["modes_covered", "mode_kl"])
+def test_steps_to_threshold_in_the_report_with_censored_runs(golden, metric):
+    _, markdown = golden
+    rows = [row for row in table_after(markdown, "## Steps to threshold") if row["metric"] == f"`{metric}`"]
+    threshold, direction = THRESHOLDS[metric], DIRECTIONS[metric]
+    for objective, runs in finished_curves(metric).items():
+        first = []
+        for steps, wall_s, values in runs:
+            hits = np.flatnonzero(values >= threshold if direction == "higher" else values <= threshold)
+            if hits.size:  # censored runs (no hit) have no time at all
+                first.append((steps[hits[0]], wall_s[hits[0]]))
+        row = row_for(rows, objective=objective)
+        assert (row["threshold"], row["runs"], row["reached"]) == (f"{threshold:g}", str(len(runs)), str(len(first)))
+        if first:
+            close4(row["median steps to reach"], np.median([step for step, _ in first]))
+            close4(row["median wall time to reach (s)"], np.median([wall for _, wall in first]))
+        else:
+            assert (row["median steps to reach"], row["median wall time to reach (s)"]) == ("n/a", "n/a")
+
+
+def test_hand_checked_thresholds(golden):
+    _, markdown = golden
+    rows = table_after(markdown, "## Steps to threshold")
     # nsgan reaches 5 modes only on seed 3 (final 5 at step 300); wgan on every seed
-    assert row_for(reached, objective="nsgan")["reached"] == "1/7"
-    assert row_for(reached, objective="nsgan")["median steps to reach"] == "300"
+    assert row_for(rows, metric="`modes_covered`", objective="nsgan")["reached"] == "1"
+    assert row_for(rows, metric="`modes_covered`", objective="nsgan")["median steps to reach"] == "300"
     # wgan's first step at >= 5 modes: finals 6,6,5,7,5,8,6 over 3 evaluations (2 for seed 3)
     first_steps = [200, 200, 300, 100, 300, 100, 200]
-    assert row_for(reached, objective="wgan")["median steps to reach"] == f"{np.median(first_steps):g}"
+    assert row_for(rows, metric="`modes_covered`", objective="wgan")["median steps to reach"] == \
+        f"{np.median(first_steps):g}"
+    # KL <= 0.5: no nsgan or wgan run gets there (censored, no median); lsgan seeds 0, 2, 5 at step 300
+    assert [row_for(rows, metric="`mode_kl`", objective=o)["reached"] for o in ("nsgan", "lsgan", "wgan")] == \
+        ["0", "3", "0"]
+    assert row_for(rows, metric="`mode_kl`", objective="wgan")["median steps to reach"] == "n/a"
+    assert row_for(rows, metric="`mode_kl`", objective="lsgan")["median wall time to reach (s)"] == "4.5"
 
 
 def test_figures_are_linked_relative_with_their_seed_counts(golden):
@@ -366,3 +463,14 @@ def test_a_suite_with_nothing_finished_still_reports(tmp_path):
     others = table_after(markdown, "## Unfinished")
     assert [(r["status"], r["objective"]) for r in others] == [("running", "wgan"), ("pending", "nsgan")]
     assert result.html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_an_evaluation_written_twice_is_refused_naming_the_job(tmp_path):
+    store = SuiteStore(tmp_path / "twice")
+    store.write_suite_yaml("name: twice\n")
+    spec = make_spec("nsgan", 0, suite="twice")
+    write_job(store, spec, status="done", values=curves(4, 0.5, evals=2), train_s=1.0)
+    store.job(spec.job_id).append_metrics([MetricRow(spec.job_id, 200, 2.0, "mode_kl", 0.4)])
+    with pytest.raises(ValueError, match=rf"one evaluation twice \(1 repeated rows: job {spec.job_id} mode_kl at "
+                                         r"step 200\)"):
+        build_report(store.root, directions=DIRECTIONS)

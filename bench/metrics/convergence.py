@@ -5,11 +5,15 @@ strictly increasing), `wall_s` (seconds since the job started) and `values` (the
 the evaluation produced none, e.g. after divergence), plus the metric's `direction`, "lower" or
 "higher" (is better). Every function is pure. A threshold that a curve never reaches is censored:
 the time to it is NaN with `reached=False`, never the length of the run.
+
+`summarise_curves` and `divergence_steps` give the same numbers for N curves at once (padded to
+(N, T) with a length per curve), for reports over thousands of runs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -177,4 +181,191 @@ def summarise_curve(
         last_k=last_k,
         last_k_std=last_k_std(values_arr, last_k),
         divergence_step=divergence_step(steps_arr, values_arr, status=status),
+    )
+
+
+# ---- many curves at once -------------------------------------------------------------------------
+#
+# The report summarises thousands of curves; calling the functions above once per curve costs
+# seconds. The companions below compute the same numbers over a padded batch and are tested to agree
+# with them curve by curve (tests/test_convergence.py): the rules live above, the speed here.
+
+
+def _padded(
+    steps: ArrayLike, wall_s: ArrayLike, values: ArrayLike, lengths: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 copies of padded curves (N, T), `lengths` (N,) as int64 and `valid` (N, T):
+    position j of curve i is an evaluation iff j < lengths[i]; every curve's steps strictly increase."""
+    arrays = {
+        "steps": np.asarray(steps, dtype=np.float64),
+        "wall_s": np.asarray(wall_s, dtype=np.float64),
+        "values": np.asarray(values, dtype=np.float64),
+    }
+    for name, array in arrays.items():
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (N, T), got shape {array.shape}")
+    shapes = {name: array.shape for name, array in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"steps, wall_s and values must have one shape (N, T), got {shapes}")
+    num_curves, length = arrays["steps"].shape
+    lengths = np.asarray(lengths)
+    if lengths.shape != (num_curves,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be integers of shape ({num_curves},), got {lengths.dtype} {lengths.shape}")
+    if num_curves and (lengths.min() < 1 or lengths.max() > length):
+        raise ValueError(f"lengths must lie in [1, T={length}] (a curve needs at least one evaluation), "
+                         f"got min {lengths.min()}, max {lengths.max()}")
+    lengths = lengths.astype(np.int64)
+    if length == 0:  # no curves at all (N = 0): one column of padding keeps the reductions defined
+        arrays = {name: np.full((num_curves, 1), np.nan) for name in arrays}
+        length = 1
+    valid = np.arange(length) < lengths[:, None]
+    with np.errstate(invalid="ignore"):
+        increasing = np.diff(arrays["steps"], axis=1) > 0
+    bad = np.flatnonzero(~np.all(increasing | ~valid[:, 1:], axis=1))
+    if len(bad):
+        row = bad[0]
+        raise ValueError(f"steps must be strictly increasing, got {arrays['steps'][row, :lengths[row]].tolist()} "
+                         f"in curve {row}")
+    return arrays["steps"], arrays["wall_s"], arrays["values"], lengths, valid
+
+
+def _statuses(statuses: Sequence[str] | None, num_curves: int) -> np.ndarray:
+    if statuses is None:
+        return np.full(num_curves, "done", dtype=object)
+    statuses = np.asarray(statuses, dtype=object)
+    if statuses.shape != (num_curves,):
+        raise ValueError(f"statuses must have shape ({num_curves},), got {statuses.shape}")
+    unknown = sorted(set(statuses.tolist()) - set(STATUSES))
+    if unknown:
+        raise ValueError(f"status {unknown[0]!r}; valid: {', '.join(STATUSES)}")
+    return statuses
+
+
+def divergence_steps(
+    steps: ArrayLike, values: ArrayLike, lengths: ArrayLike, *, statuses: Sequence[str]
+) -> np.ndarray:
+    """`divergence_step` of N padded curves: (N,) float. steps, values: (N, T); lengths: (N,) ints,
+    curve i being its first lengths[i] positions (the rest is ignored); statuses: (N,) job statuses."""
+    steps, _, values, lengths, valid = _padded(steps, steps, values, lengths)
+    statuses = _statuses(statuses, len(steps))
+    rows = np.arange(len(steps))
+    broken = valid & ~np.isfinite(values)
+    first_broken = np.argmax(broken, axis=1)
+    at = np.where(broken.any(axis=1), first_broken, lengths - 1)
+    return np.where(statuses == "diverged", steps[rows, at], np.nan)
+
+
+@dataclass(frozen=True)
+class CurveSummaries:
+    """`CurveSummary` of N curves as columns: every array field has shape (N,) (bool for `reached`,
+    float64 otherwise; units as in CurveSummary); `direction`, `threshold` and `last_k` are shared."""
+
+    direction: str
+    final: np.ndarray
+    best: np.ndarray
+    best_step: np.ndarray
+    threshold: float
+    reached: np.ndarray
+    steps_to_threshold: np.ndarray
+    wall_s_to_threshold: np.ndarray
+    auc: np.ndarray
+    last_k: int
+    last_k_std: np.ndarray
+    divergence_step: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.final)
+
+    def curve(self, index: int) -> CurveSummary:
+        """The summary of curve `index`, as `summarise_curve` returns it."""
+        fields = {}
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                fields[name] = bool(value[index]) if name == "reached" else float(value[index])
+            else:
+                fields[name] = value
+        return CurveSummary(**fields)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every field as an (N,) array (shared fields repeated), e.g. for a pandas.DataFrame."""
+        size = len(self)
+        return {name: value if isinstance(value, np.ndarray) else np.full(size, value)
+                for name, value in vars(self).items()}
+
+
+def summarise_curves(
+    steps: ArrayLike,
+    wall_s: ArrayLike,
+    values: ArrayLike,
+    lengths: ArrayLike,
+    *,
+    direction: Direction,
+    threshold: float | None = None,
+    last_k: int = 3,
+    statuses: Sequence[str] | None = None,
+) -> CurveSummaries:
+    """`summarise_curve` of N curves at once, padded to a common length T.
+
+    steps, wall_s, values: (N, T); curve i is their first `lengths[i]` positions (lengths: (N,) ints
+    in [1, T]; what lies beyond is ignored, whatever it holds). statuses: (N,) job statuses (default
+    all "done"). Row i of the result equals `summarise_curve(steps[i, :L], wall_s[i, :L],
+    values[i, :L], ...)` with L = lengths[i].
+    """
+    _check_direction(direction)
+    if last_k < 1:
+        raise ValueError(f"k must be >= 1, got {last_k}")
+    steps, wall_s, values, lengths, valid = _padded(steps, wall_s, values, lengths)
+    num_curves, length = steps.shape
+    statuses = _statuses(statuses, num_curves)
+    rows = np.arange(num_curves)
+    finite = valid & np.isfinite(values)
+
+    lower = direction == "lower"
+    masked = np.where(finite, values, np.inf if lower else -np.inf)
+    best_at = np.argmin(masked, axis=1) if lower else np.argmax(masked, axis=1)
+    has_best = finite.any(axis=1)
+
+    if threshold is None:
+        reached = np.zeros(num_curves, dtype=bool)
+        to_step = np.full(num_curves, np.nan)
+        to_wall = np.full(num_curves, np.nan)
+    else:
+        hits = valid & reaches(values, threshold, direction=direction)
+        first_hit = np.argmax(hits, axis=1)
+        reached = hits.any(axis=1)
+        to_step = np.where(reached, steps[rows, first_hit], np.nan)
+        to_wall = np.where(reached, wall_s[rows, first_hit], np.nan)
+
+    # trapezoids between consecutive evaluations; pairs reaching into the padding add nothing
+    pairs = valid[:, 1:]
+    with np.errstate(invalid="ignore", over="ignore"):
+        trapezoids = np.where(pairs, (values[:, 1:] + values[:, :-1]) / 2 * np.diff(steps, axis=1), 0.0)
+        span = steps[rows, lengths - 1] - steps[:, 0]
+        all_finite = np.all(finite | ~valid, axis=1)
+        auc = np.where((lengths >= 2) & all_finite, trapezoids.sum(axis=1) / np.where(span > 0, span, 1.0), np.nan)
+
+    # the last min(k, L) evaluations of each curve
+    tail_size = np.minimum(last_k, lengths)
+    tail = valid & (np.arange(length) >= (lengths - tail_size)[:, None])
+    tail_values = np.where(tail, values, 0.0)
+    with np.errstate(invalid="ignore"):
+        tail_mean = tail_values.sum(axis=1) / tail_size
+        squares = np.where(tail, (values - tail_mean[:, None]) ** 2, 0.0).sum(axis=1)
+        spread = np.sqrt(squares / np.maximum(tail_size - 1, 1))
+    tail_finite = np.all(np.isfinite(values) | ~tail, axis=1)
+    spread = np.where((tail_size >= 2) & tail_finite, spread, np.nan)
+
+    return CurveSummaries(
+        direction=direction,
+        final=values[rows, lengths - 1],
+        best=np.where(has_best, values[rows, best_at], np.nan),
+        best_step=np.where(has_best, steps[rows, best_at], np.nan),
+        threshold=math.nan if threshold is None else float(threshold),
+        reached=reached,
+        steps_to_threshold=to_step,
+        wall_s_to_threshold=to_wall,
+        auc=auc,
+        last_k=last_k,
+        last_k_std=spread,
+        divergence_step=divergence_steps(steps, values, lengths, statuses=statuses),
     )

@@ -1,9 +1,11 @@
 """Aggregation of long metric rows over seeds: pandas in, pandas out, no loops over rows.
 
 Vocabulary: a *run* is one finished job (status `done` or `diverged`; a diverged run enters with
-its last evaluation); a *group* is one value of the grid axes (objective x architecture x any
+its last finite evaluation); a *group* is one value of the grid axes (objective x architecture x any
 other axis that varies in the suite), whose runs differ only by seed; a *cell* is a group without
-its objective, the unit within which objectives are compared.
+its objective, the unit within which objectives are compared. Every per-run number taken from a
+curve (final, best, AUC, spread, time to a threshold, divergence step) comes from
+bench.metrics.convergence; this module only groups runs and describes them over seeds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bench.metrics.convergence import divergence_steps, summarise_curves
 from bench.report.load import NOT_AXES, STATUS_COLUMNS
 from bench.report.stats import (
     bootstrap_ci,
@@ -29,6 +32,8 @@ Direction = Literal["lower", "higher"]
 FINISHED = ("done", "diverged")
 STATUSES = ("done", "diverged", "failed", "running", "pending")
 _SIGN = {"lower": -1.0, "higher": 1.0}
+LAST_K = 3
+"""Evaluations whose spread (sample std) measures how steady a run ended: the last 3, or all of them if fewer."""
 
 
 def grid_axes(jobs: pd.DataFrame) -> list[str]:
@@ -113,31 +118,98 @@ def describe_over_seeds(
     return groups
 
 
-def run_scores(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
-               directions: Mapping[str, Direction]) -> pd.DataFrame:
-    """One row per finished run and metric: the axes, `seed`, `status`, `job_id`, `metric`,
-    `final` (value at the last evaluation with a finite value), `final_step`, and `best` (best
-    finite value over evaluations by the metric's direction; NaN for metrics without one)."""
+def _padded_curves(rows: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Long rows of one kind of curve, sorted by (job_id, step) (each job's rows contiguous), as
+    padded matrices.
+
+    Returns `(job_ids, matrices, lengths)`: `job_ids` (N,) in order of first appearance, one (N, T)
+    float matrix per column (NaN beyond a curve's end), `lengths` (N,) evaluations per curve.
+    """
+    codes, job_ids = pd.factorize(rows["job_id"], sort=False)
+    lengths = np.bincount(codes, minlength=len(job_ids))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    position = np.arange(len(codes)) - starts[codes]
+    width = int(lengths.max()) if len(lengths) else 0
+    matrices = {}
+    for column in columns:
+        matrix = np.full((len(job_ids), width), np.nan)
+        matrix[codes, position] = rows[column].to_numpy(dtype=float)
+        matrices[column] = matrix
+    return np.asarray(job_ids, dtype=object), matrices, lengths
+
+
+SUMMARY_COLUMNS = ("final", "best", "best_step", "auc", "last_k", "last_k_std", "threshold", "reached",
+                   "steps_to_threshold", "wall_s_to_threshold")
+
+
+def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
+                  directions: Mapping[str, Direction], thresholds: Mapping[str, float] | None = None,
+                  *, last_k: int = LAST_K) -> pd.DataFrame:
+    """One row per finished run and metric with a direction: its curve summarised by
+    bench.metrics.convergence (`summarise_curves`, the batched `summarise_curve`).
+
+    A run's curve of a metric is its finite evaluations in step order (a diverged run's curve
+    stops at its last finite evaluation). Columns: the axes, `seed`, `status`, `job_id`, `metric`,
+    then `final`, `best`, `best_step` (generator steps), `auc` (normalised AUC, the metric's units;
+    NaN with one evaluation), `last_k` and `last_k_std` (sample std of the last min(last_k, T)
+    evaluations; NaN with one), and for metrics in `thresholds`: `threshold`, `reached`,
+    `steps_to_threshold`, `wall_s_to_threshold` (NaN and reached=False when censored; `threshold`
+    NaN for metrics without one).
+    """
     finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", "status", *axes]]
-    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]) & np.isfinite(metrics["value"])]
-    rows = rows.sort_values(["job_id", "metric", "step"], kind="stable")
-    last = rows.groupby(["job_id", "metric"], sort=False).tail(1)
-    scores = last[["job_id", "metric", "value", "step"]].rename(columns={"value": "final", "step": "final_step"})
-    sign = rows["metric"].map(lambda name: _SIGN.get(directions.get(name, ""), np.nan))
-    signed = rows.assign(signed=rows["value"] * sign.to_numpy(dtype=float)).dropna(subset=["signed"])
-    best = signed.groupby(["job_id", "metric"])["signed"].max().rename("best_signed").reset_index()
-    scores = scores.merge(best, on=["job_id", "metric"], how="left")
-    scores["best"] = scores["best_signed"] * scores["metric"].map(
-        lambda name: _SIGN.get(directions.get(name, ""), np.nan)).to_numpy(dtype=float)
-    scores = scores.drop(columns="best_signed")
+    thresholds = thresholds or {}
+    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]) & metrics["metric"].isin(list(directions))
+                       & np.isfinite(metrics["value"])]
+    rows = rows.sort_values(["metric", "job_id", "step"], kind="stable")
+    repeated = rows.loc[rows.duplicated(["metric", "job_id", "step"]), ["job_id", "metric", "step"]]
+    if len(repeated):
+        where = ", ".join(f"job {j} {m} at step {s}" for j, m, s in repeated.head(5).itertuples(index=False))
+        raise ValueError(f"metrics.csv holds one evaluation twice ({len(repeated)} repeated rows: {where}); "
+                         "a curve needs strictly increasing steps")
+    frames = []
+    for metric, curves in rows.groupby("metric", sort=True):
+        job_ids, matrices, lengths = _padded_curves(curves, ("step", "wall_s", "value"))
+        summaries = summarise_curves(matrices["step"], matrices["wall_s"], matrices["value"], lengths,
+                                     direction=directions[metric], threshold=thresholds.get(metric),
+                                     last_k=last_k)
+        columns = summaries.columns()
+        frames.append(pd.DataFrame({"job_id": job_ids, "metric": metric,
+                                    **{name: columns[name] for name in SUMMARY_COLUMNS}}))
+    if not frames:
+        scores = pd.DataFrame({name: pd.Series(dtype=float) for name in ("job_id", "metric", *SUMMARY_COLUMNS)})
+        scores = scores.astype({"job_id": object, "metric": object, "reached": bool, "last_k": int})
+    else:
+        scores = pd.concat(frames, ignore_index=True)
     return finished.merge(scores, on="job_id", how="inner")
 
 
+def run_divergence(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """One row per finished run: the axes, `seed`, `status`, `job_id`, `divergence_step`.
+
+    `divergence_step` (generator steps; NaN unless the run diverged) is bench.metrics.convergence's
+    `divergence_step` of the run's record: every step at which it logged any row, non-finite where
+    any value logged there is (the training loop logs a `diverged` row at the first non-finite loss).
+    A finished run without any row has no record and a NaN step.
+    """
+    finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", "status", *axes]]
+    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]), ["job_id", "step", "value"]]
+    finite = rows.assign(finite=np.isfinite(rows["value"])).groupby(["job_id", "step"], sort=True)["finite"].all()
+    record = finite.reset_index().assign(value=lambda frame: np.where(frame["finite"], 0.0, np.nan))
+    job_ids, matrices, lengths = _padded_curves(record, ("step", "value"))
+    status = finished.set_index("job_id")["status"].reindex(job_ids).to_numpy()
+    steps = divergence_steps(matrices["step"], matrices["value"], lengths, statuses=status)
+    found = pd.DataFrame({"job_id": job_ids, "divergence_step": steps})
+    return finished.merge(found, on="job_id", how="left")
+
+
 def summarise(runs: pd.DataFrame, axes: Sequence[str], *, n_resamples: int = 1000) -> pd.DataFrame:
-    """Per group and metric, over seeds: statistics of the final and of the best value.
+    """Per group and metric, over seeds, from `run_summaries` rows: statistics of the final value,
+    the best value, the normalised AUC and the last-k spread.
 
     Columns: the axes, `metric`, `n`, then `final_*` and `best_*` for mean, mean_lo, mean_hi,
-    median, iqm, iqm_lo, iqm_hi (see `describe_over_seeds`).
+    median, iqm, iqm_lo, iqm_hi (see `describe_over_seeds`); `best_step_median` (generator steps);
+    `curve_n`, the runs with at least two evaluations (those with an AUC and a spread), and over
+    them `auc_*` and `spread_*` for mean, mean_lo, mean_hi, median (NaN where `curve_n` is 0).
     """
     keys = ["metric", *axes]
     final = describe_over_seeds(runs, keys, "final", n_resamples=n_resamples)
@@ -145,7 +217,21 @@ def summarise(runs: pd.DataFrame, axes: Sequence[str], *, n_resamples: int = 100
     stats = [c for c in final.columns if c not in (*keys, "n")]
     final = final.rename(columns={c: f"final_{c}" for c in stats})
     best = best.drop(columns="n").rename(columns={c: f"best_{c}" for c in stats})
-    return final.merge(best, on=keys, how="left")
+    table = final.merge(best, on=keys, how="left")
+    best_step = runs.groupby(keys, sort=True, dropna=False)["best_step"].median().rename("best_step_median")
+    table = table.merge(best_step.reset_index(), on=keys, how="left")
+
+    curves = runs.loc[np.isfinite(runs["auc"].to_numpy(dtype=float))
+                      & np.isfinite(runs["last_k_std"].to_numpy(dtype=float))]
+    shown = ["mean", "mean_lo", "mean_hi", "median"]
+    for value, prefix in (("auc", "auc"), ("last_k_std", "spread")):
+        described = describe_over_seeds(curves, keys, value, n_resamples=n_resamples, with_iqm_ci=False)
+        described = described[[*keys, "n", *shown]].rename(columns={"n": f"{prefix}_n", **{
+            c: f"{prefix}_{c}" for c in shown}})
+        table = table.merge(described, on=keys, how="left")
+    table = table.rename(columns={"auc_n": "curve_n"}).drop(columns="spread_n")  # the same runs: one n
+    table["curve_n"] = table["curve_n"].fillna(0).astype(int)
+    return table
 
 
 def status_table(jobs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
@@ -161,38 +247,39 @@ def status_table(jobs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     return counts.reset_index()
 
 
-def steps_to_threshold(metrics: pd.DataFrame, runs: pd.DataFrame, axes: Sequence[str],
-                       thresholds: Mapping[str, float], directions: Mapping[str, Direction]) -> pd.DataFrame:
-    """Per group and thresholded metric: how many runs reached the threshold and when.
+def threshold_table(runs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Per group and thresholded metric, from `run_summaries` rows: how many runs reached the
+    threshold and when.
 
-    A run reaches `threshold` at the first evaluation step where its value is at least as good
-    (>= for "higher", <= for "lower"). Columns: the axes, `metric`, `threshold`, `runs`, `reached`,
-    `median_step` (median over the runs that reached it; NaN if none did), `median_wall_s`.
+    Censored runs (never reached it) count in `runs`, not in `reached`, and are left out of the
+    medians, which are over the runs that reached it (NaN if none did). Columns: the axes, `metric`,
+    `threshold`, `runs`, `reached`, `median_step` (generator steps), `median_wall_s` (seconds).
     """
-    frames = []
-    for metric, threshold in thresholds.items():
-        if metric not in directions:
-            continue
-        direction = directions[metric]
-        base = runs.loc[runs["metric"] == metric, ["job_id", *axes]]
-        rows = metrics.loc[(metrics["metric"] == metric) & metrics["job_id"].isin(base["job_id"])
-                           & np.isfinite(metrics["value"])]
-        hit = rows.loc[oriented(rows["value"].to_numpy(), direction) >= oriented(threshold, direction)]
-        first = hit.sort_values(["job_id", "step"]).groupby("job_id").head(1)[["job_id", "step", "wall_s"]]
-        table = base.merge(first, on="job_id", how="left")
-        grouped = table.groupby(list(axes), sort=True)
-        frame = pd.DataFrame({
-            "runs": grouped.size(),
-            "reached": grouped["step"].count(),
-            "median_step": grouped["step"].median(),
-            "median_wall_s": grouped["wall_s"].median(),
-        }).reset_index()
-        frame.insert(len(axes), "metric", metric)
-        frame.insert(len(axes) + 1, "threshold", float(threshold))
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=[*axes, "metric", "threshold", "runs", "reached", "median_step", "median_wall_s"])
-    return pd.concat(frames, ignore_index=True)
+    columns = [*axes, "metric", "threshold", "runs", "reached", "median_step", "median_wall_s"]
+    rows = runs.loc[np.isfinite(runs["threshold"].to_numpy(dtype=float))] if len(runs) else runs
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = rows.groupby(["metric", "threshold", *axes], sort=True, dropna=False)
+    table = pd.DataFrame({
+        "runs": grouped.size(),
+        "reached": grouped["reached"].sum().astype(int),
+        "median_step": grouped["steps_to_threshold"].median(),  # NaN (censored) skipped
+        "median_wall_s": grouped["wall_s_to_threshold"].median(),
+    }).reset_index()
+    return table[columns]
+
+
+def divergence_table(divergence: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Per group, from `run_divergence` rows: `runs` (finished), `diverged` and
+    `median_divergence_step` (generator steps, over the diverged runs; NaN if none diverged). The
+    divergence rate is `status_table`'s."""
+    grouped = divergence.assign(diverged=divergence["status"] == "diverged").groupby(list(axes), sort=True)
+    table = pd.DataFrame({
+        "runs": grouped.size(),
+        "diverged": grouped["diverged"].sum().astype(int),
+        "median_divergence_step": grouped["divergence_step"].median(),
+    }).reset_index()
+    return table
 
 
 def compare_to_baseline(runs: pd.DataFrame, axes: Sequence[str], baseline: str,

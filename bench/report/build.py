@@ -118,6 +118,7 @@ class _Analysis:
     runs: pd.DataFrame
     summary: pd.DataFrame
     status: pd.DataFrame
+    divergence: pd.DataFrame
     thresholds: pd.DataFrame
     comparisons: pd.DataFrame
     ranks: pd.DataFrame
@@ -142,27 +143,30 @@ def _analyse(results: SuiteResults, directions: dict[str, agg.Direction], baseli
     else:
         jobs = jobs.assign(cell=pd.Series(dtype=str))
     cells = sorted(jobs["cell"].unique())
-    runs = agg.run_scores(metrics, jobs, [*axes, "cell"], directions)
-    present_metrics = sorted(runs["metric"].unique())
+    finished = metrics.loc[metrics["job_id"].isin(jobs.loc[jobs["status"].isin(agg.FINISHED), "job_id"])
+                           & np.isfinite(metrics["value"])]
+    present_metrics = sorted(finished["metric"].unique())
     ranked = [m for m in present_metrics if m in directions]
     unranked = [m for m in present_metrics if m not in directions]
-    ranked_runs = runs.loc[runs["metric"].isin(ranked)]
-    summary = agg.summarise(ranked_runs, [*axes, "cell"], n_resamples=TABLE_RESAMPLES)
-    status = agg.status_table(jobs, [*axes, "cell"]) if len(jobs) else pd.DataFrame()
 
     thresholds = dict(results.report_config.thresholds)
     for metric in sorted(set(thresholds) - set(ranked)):
         why = "it has no direction registered" if metric in present_metrics else "no run has reported it"
         notes.append(f"Threshold on `{metric}` skipped: {why} (ranked metrics: {', '.join(ranked) or 'none'}).")
         del thresholds[metric]
-    threshold_table = agg.steps_to_threshold(metrics, runs, [*axes, "cell"], thresholds, directions)
+    runs = agg.run_summaries(metrics, jobs, [*axes, "cell"], {m: directions[m] for m in ranked}, thresholds,
+                             last_k=agg.LAST_K)
+    summary = agg.summarise(runs, [*axes, "cell"], n_resamples=TABLE_RESAMPLES)
+    status = agg.status_table(jobs, [*axes, "cell"]) if len(jobs) else pd.DataFrame()
+    divergence = agg.divergence_table(agg.run_divergence(metrics, jobs, [*axes, "cell"]), [*axes, "cell"])
+    threshold_table = agg.threshold_table(runs, [*axes, "cell"])
 
     if baseline not in objectives:
         notes.append(f"Baseline `{baseline}` is not among the objectives of this suite "
                      f"({', '.join(objectives) or 'none'}): comparisons skipped.")
         comparisons = pd.DataFrame()
     else:
-        comparisons = agg.compare_to_baseline(ranked_runs, axes, baseline, directions, alpha=ALPHA)
+        comparisons = agg.compare_to_baseline(runs, axes, baseline, directions, alpha=ALPHA)
         if comparisons.empty:
             notes.append(f"No comparison with the baseline `{baseline}`: it or the other objectives have no "
                          "finished runs with ranked metrics yet.")
@@ -172,7 +176,7 @@ def _analyse(results: SuiteResults, directions: dict[str, agg.Direction], baseli
     ranks = agg.rank_objectives(summary, [*axes, "cell"], directions)
     bands = agg.curve_bands(metrics, jobs, [*axes, "cell"], n_resamples=CURVE_RESAMPLES)
     return _Analysis(axes, cell_axes, objectives, cells, ranked, unranked, directions, baseline, runs, summary, status,
-                     threshold_table, comparisons, ranks, bands, notes)
+                     divergence, threshold_table, comparisons, ranks, bands, notes)
 
 
 # ---- figures -------------------------------------------------------------------------------------
@@ -317,14 +321,21 @@ def _document(results: SuiteResults, analysis: _Analysis, drawn: dict[str, figs.
 
 def _jobs_section(analysis: _Analysis) -> Section:
     status = _sorted_groups(analysis.status, analysis) if len(analysis.status) else analysis.status
-    columns = (*_group_columns(analysis), "jobs", *agg.STATUSES, "divergence rate", "mean train time (s)")
+    if len(status):
+        status = status.merge(analysis.divergence[[*analysis.axes, "median_divergence_step"]], on=analysis.axes,
+                              how="left")
+    columns = (*_group_columns(analysis), "jobs", *agg.STATUSES, "divergence rate", "median divergence step",
+               "mean train time (s)")
     rows = []
     for cells, record in zip(_group_cells(status, analysis), status.to_dict("records")) if len(status) else ():
         rate = record["divergence_rate"]
         rows.append((*cells, str(record["jobs"]), *(str(record[s]) for s in agg.STATUSES),
-                     "n/a" if not np.isfinite(rate) else f"{rate:.0%}", fmt(record["train_s"])))
-    blocks = [Paragraph("Jobs per group by status. Divergence rate = diverged / (done + diverged); train time is "
-                        "the mean `train_s` of finished runs."), Table(columns, tuple(rows))]
+                     "n/a" if not np.isfinite(rate) else f"{rate:.0%}",
+                     fmt(record["median_divergence_step"]), fmt(record["train_s"])))
+    blocks = [Paragraph("Jobs per group by status. Divergence rate = diverged / (done + diverged); median "
+                        "divergence step over the diverged runs (a run's "
+                        "divergence step: its first step with a non-finite logged value, else its last logged step); "
+                        "train time is the mean `train_s` of finished runs."), Table(columns, tuple(rows))]
     return Section("Jobs", blocks=blocks)
 
 
@@ -349,19 +360,35 @@ def _metric_sections(analysis: _Analysis, drawn: dict[str, figs.FigureFile], rep
     if not analysis.ranked:
         return [Section("Final and best metrics", blocks=[Paragraph("No ranked metric has been reported yet.")])]
     sections = [Section("Final and best metrics", blocks=[Paragraph(
-        "Over seeds, per group: n runs; final = value at the last evaluation, best = best value over evaluations; "
-        "mean and IQM (interquartile mean) with 95% percentile-bootstrap intervals "
-        f"({TABLE_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}).")])]
+        "Over seeds, per group: n runs; final = value at the last finite evaluation, best = best value over "
+        "evaluations; mean and IQM (interquartile mean) with 95% percentile-bootstrap intervals "
+        f"({TABLE_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})."), Paragraph(
+        "Under each metric, its convergence and stability over the runs with at least two evaluations (n): "
+        "normalised AUC = trapezoidal area under the curve over generator steps divided by the run's step range "
+        "(a diverged run's ends at its last finite evaluation), the curve's mean level in the metric's units "
+        "(better in the metric's direction); last-k spread = sample "
+        f"standard deviation of the last {agg.LAST_K} evaluations (all of them if fewer), lower is steadier; "
+        "both with their mean and 95% bootstrap interval, and the median step of the best value.")])]
     columns = (*_group_columns(analysis), "n", "final mean", "95% CI", "final median", "final IQM", "IQM 95% CI",
                "best mean", "best 95% CI", "best IQM")
     for metric in analysis.ranked:
+        direction = analysis.directions[metric]
         summary = _sorted_groups(analysis.summary.loc[analysis.summary["metric"] == metric], analysis)
+        records = summary.to_dict("records")
         rows = tuple(
             (*cells, str(r["n"]), fmt(r["final_mean"]), fmt_ci(r["final_mean_lo"], r["final_mean_hi"]),
              fmt(r["final_median"]), fmt(r["final_iqm"]), fmt_ci(r["final_iqm_lo"], r["final_iqm_hi"]),
              fmt(r["best_mean"]), fmt_ci(r["best_mean_lo"], r["best_mean_hi"]), fmt(r["best_iqm"]))
-            for cells, r in zip(_group_cells(summary, analysis), summary.to_dict("records")))
-        blocks: list = [Paragraph(f"`{metric}`: {analysis.directions[metric]} is better."), Table(columns, rows)]
+            for cells, r in zip(_group_cells(summary, analysis), records))
+        curve_columns = (*_group_columns(analysis), "n", f"AUC mean ({direction} is better)", "AUC 95% CI",
+                         f"last-{agg.LAST_K} spread mean (lower is steadier)", "spread 95% CI",
+                         "median step of best")
+        curve_rows = tuple(
+            (*cells, str(r["curve_n"]), fmt(r["auc_mean"]), fmt_ci(r["auc_mean_lo"], r["auc_mean_hi"]),
+             fmt(r["spread_mean"]), fmt_ci(r["spread_mean_lo"], r["spread_mean_hi"]), fmt(r["best_step_median"]))
+            for cells, r in zip(_group_cells(summary, analysis), records))
+        blocks: list = [Paragraph(f"`{metric}`: {direction} is better."), Table(columns, rows),
+                        Paragraph(f"Convergence and stability of `{metric}`:"), Table(curve_columns, curve_rows)]
         if f"final:{metric}" in drawn:
             blocks.append(_image(drawn[f"final:{metric}"], report_dir))
         sections.append(Section(metric, level=3, blocks=blocks))
@@ -369,16 +396,18 @@ def _metric_sections(analysis: _Analysis, drawn: dict[str, figs.FigureFile], rep
 
 
 def _threshold_section(analysis: _Analysis) -> Section:
-    table = _sorted_groups(analysis.thresholds, analysis)
-    columns = ("metric", "threshold", *_group_columns(analysis), "reached", "median steps to reach",
+    table = _sorted_groups(analysis.thresholds, analysis).sort_values("metric", kind="stable")
+    columns = ("metric", "threshold", *_group_columns(analysis), "runs", "reached", "median steps to reach",
                "median wall time to reach (s)")
     rows = tuple(
-        (f"`{r['metric']}`", fmt(r["threshold"]), *cells, f"{r['reached']}/{r['runs']}", fmt(r["median_step"]),
+        (f"`{r['metric']}`", fmt(r["threshold"]), *cells, str(r["runs"]), str(r["reached"]), fmt(r["median_step"]),
          fmt(r["median_wall_s"]))
         for cells, r in zip(_group_cells(table, analysis), table.to_dict("records")))
     return Section("Steps to threshold", blocks=[
-        Paragraph("A run reaches a threshold at its first evaluation at least as good as the threshold; medians "
-                  "are over the runs that reached it."), Table(columns, rows)])
+        Paragraph("A run reaches a threshold at its first evaluation at least as good as the threshold (runs = "
+                  "finished runs of the group). Runs that never reach it are censored: they count in `runs` but not "
+                  "in `reached`, and are left out of the medians, which are over the runs that reached it (n/a when "
+                  "none did); a censored run is never given its run length as a time."), Table(columns, rows)])
 
 
 def _comparison_sections(analysis: _Analysis) -> list[Section]:
@@ -453,7 +482,10 @@ def _ranking_section(analysis: _Analysis, drawn: dict[str, figs.FigureFile], rep
 
 def _method_section() -> Section:
     return Section("Method", blocks=[Bullets((
-        "Runs: jobs with status `done` or `diverged`; a diverged run contributes its last finite evaluation.",
+        "Runs: jobs with status `done` or `diverged`; a run's curve of a metric is its finite evaluations, so a "
+        "diverged run contributes its last finite evaluation.",
+        "Per-run curve summaries (final, best and its step, normalised AUC, last-k spread, steps and wall time to a "
+        "threshold, divergence step) are computed by bench.metrics.convergence.",
         "IQM: mean of the middle 50% of runs (scipy.stats.trim_mean, 25% cut from each end).",
         f"Intervals: 95% percentile bootstrap over runs (scipy.stats.bootstrap, {TABLE_RESAMPLES} resamples in tables, "
         f"{CURVE_RESAMPLES} in convergence bands, fixed seed {BOOTSTRAP_SEED}).",
