@@ -3,6 +3,16 @@
 - `mlp`: the standard toy-GAN multilayer perceptrons, for flat data such as the 2-D mixtures (shape (2,)).
 - `dcgan`: the DCGAN of the tutorial in shared seed 003 (ConvTranspose/BatchNorm/ReLU generator ending in
   tanh, Conv/BatchNorm/LeakyReLU(0.2) critic), for square 28, 32 or 64 px images with 1 or 3 channels.
+- `resnet`: SNGAN's CIFAR-10 ResNet (Miyato et al. 2018, appendix): a generator of up-sampling residual
+  blocks (BN, ReLU, nearest 2x upsample, 3x3 convs) ending in BN-ReLU-conv3x3-tanh, and a critic of an
+  optimised first block, residual down-sampling blocks, ReLU, global sum pooling and a linear head;
+  32 px (SNGAN's setting), also 28 and 64 px, 1 or 3 channels. One `width` sets both networks: the
+  generator has `width` channels and the critic `width // 2` (SNGAN: 256 and 128). SNGAN trains this
+  critic under spectral norm only: without it, the sum over the 8 x 8 positions gives logits of tens at
+  initialisation (|c| up to about 30 on digits at the default width), where tanh- and sigmoid-shaped
+  losses have almost no gradient; `pooling: mean` (the layout of Gulrajani et al. 2017's CIFAR-10
+  ResNet critic) divides them by the number of positions. BiGAN-QP's encoder is the critic's trunk
+  with batch norm in its blocks and a linear output; its pair critic joins that trunk with a z branch.
 
 Every critic exposes `features(x) -> (B, F)` and `head(f) -> (B,)` (or (B, critic_outputs)), with
 `forward(x) == head(features(x))`; outputs are raw logits. Options common to every architecture:
@@ -17,6 +27,7 @@ RNG untouched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -497,6 +508,204 @@ ARCHS.register(
 )
 
 
+# resnet -------------------------------------------------------------------------------------------
+
+# px -> (generator base size, generator up-sampling blocks, critic down-sampling blocks incl. the optimised one)
+_RESNET_RESOLUTIONS = {28: (7, 2, 2), 32: (4, 3, 2), 64: (4, 4, 3)}
+_RESNET_PLAIN_CRITIC_BLOCKS = 2  # SNGAN's critic ends in two blocks that keep the resolution
+_RESIDUAL_GAIN = math.sqrt(2.0)  # SNGAN's Glorot gain for the convs of the residual branches
+
+
+def _resnet_supports(data_shape: DataShape) -> str | None:
+    shape = tuple(data_shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        return f"resnet takes square images (C, H, W); got {shape}"
+    if shape[0] not in (1, 3):
+        return f"resnet takes 1 or 3 channels; got {shape[0]} in {shape}"
+    if shape[1] not in _RESNET_RESOLUTIONS:
+        return f"resnet takes 28, 32 (SNGAN's CIFAR-10 setting) or 64 px images; got {shape[1]} px in {shape}"
+    return None
+
+
+def _glorot(layer: nn.Conv2d | nn.Linear, gain: float) -> None:
+    """SNGAN's init (chainer GlorotUniform(gain)): U(+-gain * sqrt(6 / (fan_in + fan_out))), zero bias."""
+    nn.init.xavier_uniform_(layer.weight, gain=gain)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _resnet_conv(channels_in: int, channels_out: int, kernel_size: int, gain: float) -> nn.Conv2d:
+    """A stride-1 'same' conv with bias, Glorot-uniform weights: gain sqrt(2) in residual branches, 1 elsewhere."""
+    conv = nn.Conv2d(channels_in, channels_out, kernel_size, 1, kernel_size // 2)
+    _glorot(conv, gain)
+    return conv
+
+
+class _UpBlock(nn.Module):
+    """SNGAN's generator block: (B, C, H, W) -> (B, C, 2H, 2W).
+
+    Residual: norm, ReLU, nearest 2x upsample, conv3x3, norm, ReLU, conv3x3. Shortcut: nearest 2x
+    upsample, conv1x1 (learnable because the resolution changes).
+    """
+
+    def __init__(self, channels: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            norm(channels), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+            _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
+            norm(channels), nn.ReLU(),
+            _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
+        )
+        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _resnet_conv(channels, channels, 1, 1.0))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.residual(h) + self.shortcut(h)
+
+
+class _DownBlock(nn.Module):
+    """SNGAN's critic block: (B, C, H, W) -> (B, C, H/2, W/2) when `downsample`, else (B, C, H, W).
+
+    Residual: norm, ReLU, conv3x3, norm, ReLU, conv3x3, then 2x2 average pooling when down-sampling.
+    Shortcut: conv1x1 then average pooling when down-sampling, else the identity. `norm` is the
+    identity in SNGAN; batch or layer norm stand in for it when the critic asks for one.
+    """
+
+    def __init__(self, channels: int, norm: Callable[[int], nn.Module], downsample: bool) -> None:
+        super().__init__()
+        pool: list[nn.Module] = [nn.AvgPool2d(2)] if downsample else []
+        self.residual = nn.Sequential(
+            norm(channels), nn.ReLU(), _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
+            norm(channels), nn.ReLU(), _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
+            *pool,
+        )
+        self.shortcut = nn.Sequential(_resnet_conv(channels, channels, 1, 1.0), *pool) if downsample else nn.Identity()
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.residual(h) + self.shortcut(h)
+
+
+class _OptimizedBlock(nn.Module):
+    """SNGAN's first critic block, on the image itself: (B, C_in, H, W) -> (B, C, H/2, W/2).
+
+    Residual: conv3x3, norm, ReLU, conv3x3, 2x2 average pooling (no activation on the image).
+    Shortcut: average pooling, then conv1x1.
+    """
+
+    def __init__(self, channels_in: int, channels: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            _resnet_conv(channels_in, channels, 3, _RESIDUAL_GAIN),
+            norm(channels), nn.ReLU(), _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
+            nn.AvgPool2d(2),
+        )
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), _resnet_conv(channels_in, channels, 1, 1.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+
+class _GlobalPool(nn.Module):
+    """(B, C, H, W) -> (B, C): the sum (SNGAN) or the mean (Gulrajani et al. 2017) over the spatial positions."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h.sum(dim=(2, 3)) if self.mode == "sum" else h.mean(dim=(2, 3))
+
+
+def _resnet_critic_width(options: Mapping[str, Any]) -> int:
+    """The critic's channels: half the generator's `width` (SNGAN: 256 and 128)."""
+    return options["width"] // 2
+
+
+def _resnet_critic_trunk(
+    data_shape: DataShape, channels: int, norm: Callable[[int], nn.Module], pooling: str
+) -> nn.Sequential:
+    """x (B, C_in, R, R) -> features (B, channels): optimised block, down-sampling blocks to 8 x 8
+    (7 x 7 at 28 px), two resolution-keeping blocks, ReLU, global pooling."""
+    _, _, down_blocks = _RESNET_RESOLUTIONS[data_shape[1]]
+    blocks: list[nn.Module] = [_OptimizedBlock(data_shape[0], channels, norm)]
+    blocks += [_DownBlock(channels, norm, downsample=True) for _ in range(down_blocks - 1)]
+    blocks += [_DownBlock(channels, norm, downsample=False) for _ in range(_RESNET_PLAIN_CRITIC_BLOCKS)]
+    return nn.Sequential(*blocks, nn.ReLU(), _GlobalPool(pooling))
+
+
+def _resnet_linear(in_features: int, out_features: int) -> nn.Linear:
+    linear = nn.Linear(in_features, out_features)
+    _glorot(linear, 1.0)
+    return linear
+
+
+def _resnet_head(in_features: int, outputs: int, options: Mapping[str, Any]) -> _Head:
+    head = _Head(in_features, outputs, options, bias=True)
+    _glorot(head.linear, 1.0)
+    return head
+
+
+def _resnet_generator(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    base, up_blocks, _ = _RESNET_RESOLUTIONS[data_shape[1]]
+    width, norm = options["width"], options["norm"]
+
+    def make_norm(channels: int) -> nn.Module:
+        return _generator_norm(norm, channels, 2)
+
+    net = nn.Sequential(
+        _resnet_linear(latent_dim, base * base * width),
+        nn.Unflatten(1, (width, base, base)),
+        *(_UpBlock(width, make_norm) for _ in range(up_blocks)),
+        make_norm(width), nn.ReLU(),
+        _resnet_conv(width, data_shape[0], 3, 1.0),
+        nn.Tanh(),
+    )
+    return Generator(net, latent_dim, data_shape, norm == "virtual-batch")
+
+
+def _resnet_critic(data_shape: DataShape, critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+    channels = _resnet_critic_width(options)
+    trunk = _resnet_critic_trunk(data_shape, channels, lambda n: _critic_norm(options, n, 2), options["pooling"])
+    return _finish_critic(Critic(trunk, _resnet_head(channels, critic_outputs, options)), options)
+
+
+def _resnet_encoder(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    channels = _resnet_critic_width(options)
+    trunk = _resnet_critic_trunk(data_shape, channels, nn.BatchNorm2d, options["pooling"])
+    return nn.Sequential(*trunk, _resnet_linear(channels, latent_dim))
+
+
+def _resnet_pair_critic(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    channels = _resnet_critic_width(options)
+    x_branch = _resnet_critic_trunk(data_shape, channels, lambda n: _critic_norm(options, n, 2), options["pooling"])
+    z_branch = nn.Sequential(_resnet_linear(latent_dim, channels), nn.ReLU())
+    joint = nn.Sequential(_resnet_linear(2 * channels, channels), nn.ReLU())
+    critic = PairCritic(x_branch, z_branch, joint, _resnet_head(channels, 1, options))
+    return _finish_critic(critic, options)
+
+
+ARCHS.register(
+    "resnet",
+    Architecture(
+        name="resnet",
+        description=("SNGAN's CIFAR-10 ResNet: up-sampling residual generator, residual critic with global sum "
+                     "pooling; 28/32/64 px, 1 or 3 channels"),
+        options=MappingProxyType({
+            "width": OptionSpec(256, int, minimum=2,
+                                description="generator channels (SNGAN: 256); the critic takes width // 2 (SNGAN: 128)"),
+            "pooling": OptionSpec("sum", str, ("sum", "mean"),
+                                  description="the critic's global pooling: sum (SNGAN) or mean (Gulrajani et al. 2017)"),
+            **_common_options(generator_norm="batch", critic_norm="none"),
+        }),
+        supports=_resnet_supports,
+        latent_dim=lambda data_shape: 128,
+        generator=_resnet_generator,
+        critic=_resnet_critic,
+        encoder=_resnet_encoder,
+        pair_critic=_resnet_pair_critic,
+    ),
+)
+
+
 # --- public API -----------------------------------------------------------------------------------
 
 
@@ -567,7 +776,8 @@ def list_archs() -> list[tuple[str, str]]:
 
 
 def default_latent_dim(arch: str, data_shape: tuple[int, ...]) -> int:
-    """The latent size `arch` uses unless a suite says otherwise (mlp: 2, dcgan: 100 as the tutorial's nz)."""
+    """The latent size `arch` uses unless a suite says otherwise (mlp: 2, dcgan: 100 as the tutorial's nz,
+    resnet: 128 as SNGAN's)."""
     return ARCHS.get(arch).latent_dim(tuple(data_shape))
 
 

@@ -1,4 +1,4 @@
-"""Architectures: shapes for every arch x supported data shape, the tutorial's DCGAN, options, layers."""
+"""Architectures: shapes for every arch x supported data shape, the tutorial's DCGAN, SNGAN's ResNet, options, layers."""
 
 from __future__ import annotations
 
@@ -23,17 +23,23 @@ from bench.nets import (
     build_pair_critic,
     default_latent_dim,
     list_archs,
+    parameter_count,
 )
 from bench.registry import UnknownNameError
 
-SMALL = {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4}}
+SMALL = {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4}, "resnet": {"width": 8}}
 CASES = [
     ("mlp", (2,)),
     ("dcgan", (1, 28, 28)),
     ("dcgan", (1, 32, 32)),
     ("dcgan", (3, 32, 32)),
     ("dcgan", (3, 64, 64)),
+    ("resnet", (1, 28, 28)),
+    ("resnet", (1, 32, 32)),
+    ("resnet", (3, 32, 32)),
+    ("resnet", (3, 64, 64)),
 ]
+RESNET_32 = CASES[7]
 VARIANTS = [
     {},
     {"spectral_norm": True, "minibatch_discrimination": True, "minibatch_kernels": 4, "norm": "virtual-batch"},
@@ -41,8 +47,8 @@ VARIANTS = [
 ]
 
 
-def test_registry_lists_both_archs() -> None:
-    assert [name for name, _ in list_archs()] == ["mlp", "dcgan"]
+def test_registry_lists_every_arch() -> None:
+    assert [name for name, _ in list_archs()] == ["mlp", "dcgan", "resnet"]
     assert all(description for _, description in list_archs())
 
 
@@ -57,7 +63,7 @@ def test_forward_shapes(arch: str, shape: tuple[int, ...], variant: int) -> None
     generator = build_generator(arch, data_shape=shape, latent_dim=latent_dim, options=options)
     x = generator(z)
     assert x.shape == (batch, *shape)
-    if arch == "dcgan":
+    if len(shape) == 3:  # images end in tanh
         assert x.min() >= -1 and x.max() <= 1
     for outputs, expected in ((1, (batch,)), (3, (batch, 3))):
         critic = build_critic(arch, data_shape=shape, critic_outputs=outputs, options=options)
@@ -70,7 +76,7 @@ def test_forward_shapes(arch: str, shape: tuple[int, ...], variant: int) -> None
     assert pair.features(x, z).shape[0] == batch
 
 
-@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2]])
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2], RESNET_32])
 @pytest.mark.parametrize("options", [{}, {"spectral_norm": True, "minibatch_discrimination": True}])
 def test_features_then_head_is_forward(arch: str, shape: tuple[int, ...], options: dict) -> None:
     torch.manual_seed(0)
@@ -83,7 +89,7 @@ def test_features_then_head_is_forward(arch: str, shape: tuple[int, ...], option
     assert_close(pair.head(pair.features(x, z)), pair(x, z))
 
 
-@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[1]])
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[1], RESNET_32])
 def test_spectral_norm_parametrises_every_critic_layer_and_drops_batch_norm(arch: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     options = {**SMALL[arch], "spectral_norm": True, "critic_norm": "batch"}
@@ -160,12 +166,13 @@ def test_dcgan_weights_follow_the_tutorials_init() -> None:
     assert float((norm - 1).abs().max()) < 0.1 and float(norm.std()) > 0.005
 
 
-def test_same_seed_gives_identical_networks_and_another_seed_does_not() -> None:
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_same_seed_gives_identical_networks_and_another_seed_does_not(arch: str) -> None:
     def build(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)
         options = {"width": 4, "spectral_norm": True, "minibatch_discrimination": True, "minibatch_kernels": 3}
-        g = build_generator("dcgan", data_shape=(1, 32, 32), latent_dim=8, options=options)
-        d = build_critic("dcgan", data_shape=(1, 32, 32), critic_outputs=1, options=options)
+        g = build_generator(arch, data_shape=(1, 32, 32), latent_dim=8, options=options)
+        d = build_critic(arch, data_shape=(1, 32, 32), critic_outputs=1, options=options)
         return list(g.state_dict().values()) + list(d.state_dict().values())
 
     first, again, other = build(3), build(3), build(4)
@@ -192,7 +199,7 @@ def test_virtual_batch_norm_hand_computed() -> None:
     assert_close(layer(h), expected)
 
 
-@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2]])
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2], RESNET_32])
 def test_virtual_batch_norm_makes_each_sample_independent_of_its_batch(arch: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     z = torch.randn(6, 5)
@@ -215,6 +222,107 @@ def test_virtual_batch_reference_is_fixed_and_leaves_global_rng_alone() -> None:
     assert torch.equal(torch.rand(1), after_vbn)
 
 
+def _conv_parameters(channels_in: int, channels_out: int, kernel_size: int) -> int:
+    return channels_in * channels_out * kernel_size**2 + channels_out  # weights + bias
+
+
+def test_resnet_32px_default_parameter_counts_and_init() -> None:
+    """SNGAN's CIFAR-10 ResNet (appendix table): z 128 -> dense 4x4x256 -> 3 up blocks of 256 ->
+    BN, ReLU, conv3x3 to 3 channels; critic: optimised block, one down block, two plain blocks of 128,
+    linear head."""
+    torch.manual_seed(0)
+    generator = build_generator("resnet", data_shape=(3, 32, 32), latent_dim=128, options={})
+    critic = build_critic("resnet", data_shape=(3, 32, 32), critic_outputs=1, options={})
+    batch_norm = 2 * 256  # scale and shift
+    dense = 128 * 4 * 4 * 256 + 4 * 4 * 256
+    up_block = batch_norm + _conv_parameters(256, 256, 3) + batch_norm + _conv_parameters(256, 256, 3) + _conv_parameters(256, 256, 1)
+    output = batch_norm + _conv_parameters(256, 3, 3)
+    assert parameter_count(generator) == dense + 3 * up_block + output == 4_276_739
+    optimised = _conv_parameters(3, 128, 3) + _conv_parameters(128, 128, 3) + _conv_parameters(3, 128, 1)
+    down = 2 * _conv_parameters(128, 128, 3) + _conv_parameters(128, 128, 1)
+    plain = 2 * _conv_parameters(128, 128, 3)
+    head = 128 + 1
+    assert parameter_count(critic) == optimised + down + 2 * plain + head == 1_053_825
+    # SNGAN's init: Glorot uniform, gain sqrt(2) in the residual branches and 1 on the shortcuts, zero biases
+    first_block = generator.net[2]
+    for conv, gain in ((first_block.residual[3], math.sqrt(2)), (first_block.shortcut[1], 1.0)):
+        fan_in = fan_out = 256 * conv.kernel_size[0] * conv.kernel_size[1]
+        bound = gain * math.sqrt(6 / (fan_in + fan_out))
+        weight = conv.weight.detach()
+        assert float(weight.abs().max()) <= bound and float(weight.abs().max()) > 0.99 * bound
+        assert_close(weight.std(), torch.tensor(bound / math.sqrt(3)), rtol=0.02, atol=0)
+    biases = [m.bias for m in (*generator.modules(), *critic.modules()) if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in biases)
+
+
+def _identity_kernels(module: nn.Module) -> None:
+    """Every conv passes channel i to channel i (centre tap 1), every linear bias 0."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.zero_()
+                centre = layer.kernel_size[0] // 2
+                for channel in range(min(layer.in_channels, layer.out_channels)):
+                    layer.weight[channel, channel, centre, centre] = 1.0
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.bias.zero_()
+
+
+def _residual_identity(h: torch.Tensor) -> torch.Tensor:
+    """A block whose convs are identities: residual ReLU(h) (its two ReLUs in a row) plus shortcut h."""
+    return torch.relu(h) + h
+
+
+@pytest.mark.parametrize("resolution", [28, 32])
+@pytest.mark.parametrize("pooling", ["sum", "mean"])
+def test_resnet_critic_hand_computed_with_identity_kernels(resolution: int, pooling: str) -> None:
+    torch.manual_seed(0)
+    options = {"width": 2, "pooling": pooling}
+    critic = build_critic("resnet", data_shape=(1, resolution, resolution), critic_outputs=1, options=options)
+    _identity_kernels(critic)
+    with torch.no_grad():
+        critic.head.linear.weight.fill_(1.0)
+    x = torch.randn(2, 1, resolution, resolution)
+    pool = torch.nn.functional.avg_pool2d
+    # optimised block: conv, ReLU, conv, pool beside pool, conv1x1; a down block pools both branches
+    h = pool(_residual_identity(x), 2)
+    h = pool(_residual_identity(h), 2)
+    h = _residual_identity(_residual_identity(h))  # two resolution-keeping blocks, identity shortcuts
+    positions = (resolution // 4) ** 2
+    features = torch.relu(h).sum(dim=(2, 3)) / (1 if pooling == "sum" else positions)  # final ReLU, global pooling
+    assert_close(critic.features(x), features)
+    assert_close(critic(x), features.squeeze(1))
+    # for x >= 0 every block doubles and every pooling quarters the sum: 2^4 / 4^2 = 1
+    positive = x.abs()
+    assert_close(critic(positive), positive.sum(dim=(1, 2, 3)) / (1 if pooling == "sum" else positions))
+
+
+def test_resnet_generator_hand_computed_with_identity_kernels() -> None:
+    torch.manual_seed(0)
+    generator = build_generator("resnet", data_shape=(1, 32, 32), latent_dim=1, options={"width": 2, "norm": "none"})
+    _identity_kernels(generator)
+    dense, output_conv = generator.net[0], generator.net[-2]
+    start = torch.linspace(-0.1, 0.1, 2 * 4 * 4)  # the 2 x 4 x 4 map for z = 1
+    with torch.no_grad():
+        dense.weight.copy_(start.view(-1, 1))
+        output_conv.weight[0, :, 1, 1] = 1.0  # the output pixel is the sum of the two channels
+    z = torch.tensor([[1.0], [0.5]])
+    h = z.view(2, 1, 1, 1) * start.view(1, 2, 4, 4)
+    for _ in range(3):  # each up block: nearest 2x upsampling of both branches (it commutes with ReLU)
+        h = _residual_identity(h).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    expected = torch.tanh(torch.relu(h).sum(dim=1, keepdim=True))
+    assert_close(generator(z), expected)
+
+
+def test_resnet_critic_takes_half_the_generator_width() -> None:
+    critic = build_critic("resnet", data_shape=(3, 32, 32), critic_outputs=1, options={"width": 6})
+    assert critic.features(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    convs = [m for m in critic.modules() if isinstance(m, nn.Conv2d)]
+    assert {m.out_channels for m in convs} == {3} and len(convs) == 3 + 3 + 2 + 2
+    generator = build_generator("resnet", data_shape=(3, 32, 32), latent_dim=4, options={"width": 6})
+    assert sum(isinstance(m, nn.Upsample) and m.mode == "nearest" for m in generator.modules()) == 2 * 3
+
+
 def test_mlp_layout_and_activation() -> None:
     generator = build_generator("mlp", data_shape=(2,), latent_dim=2, options={"width": 7, "depth": 3, "activation": "leaky_relu"})
     linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
@@ -234,6 +342,11 @@ def test_option_defaults_and_latent_dims() -> None:
     assert arch_option_defaults("dcgan")["norm"] == "batch"
     assert default_latent_dim("mlp", (2,)) == 2
     assert default_latent_dim("dcgan", (1, 28, 28)) == 100
+    assert arch_option_defaults("resnet") == {
+        "width": 256, "pooling": "sum", "norm": "batch", "critic_norm": "none", "spectral_norm": False,
+        "minibatch_discrimination": False, "minibatch_kernels": 100, "minibatch_kernel_dims": 5,
+    }
+    assert default_latent_dim("resnet", (3, 32, 32)) == 128
 
 
 def test_unknown_option_names_it_and_lists_valid_ones_with_defaults() -> None:
@@ -255,10 +368,17 @@ def test_bad_option_values(options: dict, message: str) -> None:
         build_critic("mlp", data_shape=(2,), critic_outputs=1, options=options)
 
 
+def test_resnet_option_errors() -> None:
+    with pytest.raises(ValueError, match=r"^architecture 'resnet' option width=1 is invalid; must be >= 2$"):
+        build_critic("resnet", data_shape=(1, 32, 32), critic_outputs=1, options={"width": 1})  # critic: 1 // 2 = 0
+    with pytest.raises(ValueError, match=r"^architecture 'resnet' option pooling='max' is invalid; valid: sum, mean$"):
+        build_critic("resnet", data_shape=(1, 32, 32), critic_outputs=1, options={"pooling": "max"})
+
+
 def test_unknown_arch_lists_valid_names() -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown architecture 'resnet9'; valid: mlp, dcgan"):
+    with pytest.raises(UnknownNameError, match=r"unknown architecture 'resnet9'; valid: mlp, dcgan, resnet"):
         build_generator("resnet9", data_shape=(2,), latent_dim=2, options={})
-    with pytest.raises(UnknownNameError, match="valid: mlp, dcgan"):
+    with pytest.raises(UnknownNameError, match="valid: mlp, dcgan, resnet"):
         arch_supports("nope", (2,))
 
 
@@ -270,6 +390,11 @@ def test_unknown_arch_lists_valid_names() -> None:
         ("dcgan", (3, 32, 16), r"dcgan takes square images \(C, H, W\); got \(3, 32, 16\)"),
         ("dcgan", (4, 32, 32), r"dcgan takes 1 or 3 channels; got 4 in \(4, 32, 32\)"),
         ("dcgan", (3, 48, 48), r"dcgan takes 28, 32 or 64 px images; got 48 px in \(3, 48, 48\)"),
+        ("resnet", (2,), r"resnet takes square images \(C, H, W\); got \(2,\)"),
+        ("resnet", (3, 32, 16), r"resnet takes square images \(C, H, W\); got \(3, 32, 16\)"),
+        ("resnet", (2, 32, 32), r"resnet takes 1 or 3 channels; got 2 in \(2, 32, 32\)"),
+        ("resnet", (3, 48, 48),
+         r"resnet takes 28, 32 \(SNGAN's CIFAR-10 setting\) or 64 px images; got 48 px in \(3, 48, 48\)"),
     ],
 )
 def test_arch_supports_reasons(arch: str, shape: tuple[int, ...], reason: str) -> None:
