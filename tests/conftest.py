@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# one thread in the test process: on a 2-core machine shared with job subprocesses, more threads
+# only contend (tests that need a thread count set their own)
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
