@@ -260,7 +260,7 @@ def test_changed_suite_is_refused_with_the_difference(tiny_suite, tmp_path) -> N
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) -> None:
-    settings = {**TINY_SUITE["train"], "steps": 3000, "checkpoint_every": 500, "log_every": 10, "eval_every": 500}
+    settings = {**TINY_SUITE["train"], "steps": 4000, "checkpoint_every": 500, "log_every": 10, "eval_every": 500}
     suite = write_suite(tmp_path, {"train": settings, "executor": {"name": "local", "max_parallel": 2}})
     command = [sys.executable, "-m", "bench", "run", str(suite), "--no-tracking", "--no-report", "--no-progress"]
     # a new session, so the whole process group can be sent SIGINT, as a terminal's Ctrl-C does
@@ -269,13 +269,14 @@ def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) ->
     store = SuiteStore(tmp_path / "results" / "tiny")
     deadline = time.time() + 120
     while time.time() < deadline:
-        steps = [store.job(j).read_status().get("step") or 0 for j in store.job_ids()]
-        if len(steps) == 2 and min(steps) >= 20:
+        statuses = [store.job(j).read_status() for j in store.job_ids()]
+        if len(statuses) == 2 and all(s["status"] == "running" and (s["step"] or 0) >= 20 for s in statuses):
             break
         time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, (stdout, stderr, [store.job(j).read_status() for j in store.job_ids()])
     assert "interrupted" in stderr
     statuses = [store.job(j).read_status() for j in store.job_ids()]
     assert [s["status"] for s in statuses] == ["pending", "pending"], statuses
