@@ -326,6 +326,7 @@ def launch(
         if tracking is not None and status in COMPLETE + ("failed",):
             flush_to_mlflow(SuiteStore(suite_dir).job(runner.spec.job_id), tracking)
     results: dict[str, str] = {}
+    previous_sigint: Any = None
     bar = Progress(len(jobs), 0, suite_dir.name, progress)
     try:
         if executor == "debug":
@@ -338,6 +339,11 @@ def launch(
                 ended(runner, status)
                 bar.update(finished={status: 1}, running=0)
         elif executor == "local":
+            # Ctrl-C reaches the job processes too (one process group): each checkpoints at its
+            # next logging interval; here it only stops new submissions and waits for them. The
+            # handler is set explicitly because a shell may start this process with SIGINT ignored.
+            if threading.current_thread() is threading.main_thread():
+                previous_sigint = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
             local = submitit.LocalExecutor(folder=folder)
             local.update_parameters(timeout_min=60 * 24 * 7)
             queue = list(runners)
@@ -365,6 +371,8 @@ def launch(
             raise ValueError(f"unknown executor {executor!r}; valid: debug, local, slurm")
     finally:
         bar.close()
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
     return results
 
 
