@@ -303,46 +303,41 @@ INCEPTION_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "batch_size": 64, INCE
 CLASSIFIER_DATASETS = ("digits", "mnist", "cifar10")
 
 
-def evaluate_classifier_fidelity(ctx: EvalContext) -> dict[str, float]:
-    """fid/is/kid/precision/recall_classifier of `options["samples"]` generated samples (see module doc)."""
-    options = _resolve_options("fidelity-classifier", CLASSIFIER_DEFAULTS, ctx.options)
-    weights_file = classifier_file(
-        ctx.source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"], device=ctx.device
-    )
+def _evaluate_fidelity(ctx: EvalContext, *, space: str) -> dict[str, float]:
+    """fid/is/kid/precision/recall_<space> of `options["samples"]` generated samples (see module
+    doc); `space` is "classifier" (bench's small CNN, grey) or "inception" (RGB)."""
+    name = f"fidelity-{space}"
+    if space == "classifier":
+        options = _resolve_options(name, CLASSIFIER_DEFAULTS, ctx.options)
+        weights_file = classifier_file(ctx.source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"],
+                                       device=ctx.device)
+        extractor, rgb = CLASSIFIER_EXTRACTOR, False
+    else:
+        options = _resolve_options(name, INCEPTION_DEFAULTS, ctx.options)
+        weights_file = inception_weights_path(options)
+        extractor, rgb = INCEPTION_EXTRACTOR, True
     with torch.no_grad():
         fake_images = ctx.sample(int(options["samples"]))
     result = fidelity_metrics(
         fake_images,
         ctx.source,
-        extractor=CLASSIFIER_EXTRACTOR,
+        extractor=extractor,
         weights_file=weights_file,
-        rgb=False,
+        rgb=rgb,
         cache_dir=ctx.cache_dir,
         device=torch.device(ctx.device),
         options=options,
-        evaluator_name="fidelity-classifier",
+        evaluator_name=name,
     )
-    return _bench_names(result, "classifier")
+    return _bench_names(result, space)
+
+
+def evaluate_classifier_fidelity(ctx: EvalContext) -> dict[str, float]:
+    return _evaluate_fidelity(ctx, space="classifier")
 
 
 def evaluate_inception_fidelity(ctx: EvalContext) -> dict[str, float]:
-    """fid/is/kid/precision/recall_inception of `options["samples"]` generated samples (see module doc)."""
-    options = _resolve_options("fidelity-inception", INCEPTION_DEFAULTS, ctx.options)
-    weights_file = inception_weights_path(options)
-    with torch.no_grad():
-        fake_images = ctx.sample(int(options["samples"]))
-    result = fidelity_metrics(
-        fake_images,
-        ctx.source,
-        extractor=INCEPTION_EXTRACTOR,
-        weights_file=weights_file,
-        rgb=True,
-        cache_dir=ctx.cache_dir,
-        device=torch.device(ctx.device),
-        options=options,
-        evaluator_name="fidelity-inception",
-    )
-    return _bench_names(result, "inception")
+    return _evaluate_fidelity(ctx, space="inception")
 
 
 FIDELITY_CLASSIFIER = register_evaluator(
