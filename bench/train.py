@@ -390,8 +390,9 @@ def train(
     """Train (or resume) one job, writing status, metrics, samples and checkpoints to `store`.
 
     Returns how the job ended; a diverged job is a result, not an exception. `should_stop` is
-    polled at every logging interval: when it says stop, a checkpoint is written and the job is
-    left `pending`, to be resumed by the next run.
+    polled after every step: when it says stop, a checkpoint is written (with the partial logging
+    window, so a resumed job logs exactly as an uninterrupted one) and the job is left `pending`,
+    to be resumed by the next run.
     """
     store.check_spec(spec)
     store.write_spec(spec)
@@ -472,7 +473,9 @@ def train(
                 record({"diverged": 1.0}, step)
                 return finish("diverged", f"non-finite weights at step {step}", step)
             run_evaluation(step)
-        stop_now = step % spec.log_every == 0 and step < spec.steps and should_stop()
+        # polled every step (a flag, no device sync): a stop must land before a supervisor's
+        # grace period ends (submitit's local controller kills 1 s after forwarding Ctrl-C)
+        stop_now = step < spec.steps and should_stop()
         if step % spec.checkpoint_every == 0 or step == spec.steps or stop_now:
             store.save_checkpoint(job.state(step, clocks, window))
         if stop_now:

@@ -146,10 +146,11 @@ def test_stop_request_checkpoints_and_resume_matches(catalogue, tmp_path) -> Non
     train(spec, uninterrupted, data_root=tmp_path, cache_dir=tmp_path, log=lambda _: None)
 
     resumed = SuiteStore(tmp_path / "resumed").job(spec.job_id)
-    calls = iter([False, False, True])  # stop at the third logging interval (step 30)
+    # stop at step 25: between two logging intervals, so the partial window must resume too
+    calls = iter([False] * 24 + [True])
     first = train(spec, resumed, data_root=tmp_path, cache_dir=tmp_path,
                   should_stop=lambda: next(calls, False), log=lambda _: None)
-    assert (first.status, first.step) == ("pending", 30)
+    assert (first.status, first.step) == ("pending", 25)
     assert resumed.read_status()["status"] == "pending"
     second = train(spec, resumed, data_root=tmp_path, cache_dir=tmp_path, log=lambda _: None)
     assert second.status == "done"
@@ -280,7 +281,7 @@ def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) ->
     assert "interrupted" in stderr
     statuses = [store.job(j).read_status() for j in store.job_ids()]
     assert [s["status"] for s in statuses] == ["pending", "pending"], statuses
-    assert all(s["reason"].startswith("interrupted at step ") for s in statuses)
+    assert all(s["reason"].startswith("interrupted") for s in statuses), statuses
     assert all(store.job(j).checkpoint_path.exists() for j in store.job_ids())
 
     again = run_bench(command[3:], tmp_path)

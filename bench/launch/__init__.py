@@ -382,6 +382,10 @@ def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> str:
     except Exception as error:  # the process died (killed, out of memory): record why
         store = SuiteStore(suite_dir).job(runner.spec.job_id)
         if store.read_status()["status"] not in COMPLETE:
-            reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
-            store.write_status("failed", reason=f"job process ended abnormally: {reason}")
+            if stop_requested():
+                # killed while stopping on Ctrl-C: not a failure; it resumes from its last checkpoint
+                store.write_status("pending", reason="interrupted; resumes from its last checkpoint")
+            else:
+                reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
+                store.write_status("failed", reason=f"job process ended abnormally: {reason}")
         return store.read_status()["status"]
