@@ -28,7 +28,7 @@ RNG untouched.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -405,15 +405,20 @@ ARCHS.register(
 _DCGAN_RESOLUTIONS = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # px -> (base size, stride-2 layers)
 
 
-def _dcgan_supports(data_shape: DataShape) -> str | None:
+def _square_image_reason(arch: str, data_shape: DataShape, sizes: Iterable[int], sizes_text: str) -> str | None:
+    """None if `data_shape` is a 1- or 3-channel square image of one of `sizes` px, else why not."""
     shape = tuple(data_shape)
     if len(shape) != 3 or shape[1] != shape[2]:
-        return f"dcgan takes square images (C, H, W); got {shape}"
+        return f"{arch} takes square images (C, H, W); got {shape}"
     if shape[0] not in (1, 3):
-        return f"dcgan takes 1 or 3 channels; got {shape[0]} in {shape}"
-    if shape[1] not in _DCGAN_RESOLUTIONS:
-        return f"dcgan takes 28, 32 or 64 px images; got {shape[1]} px in {shape}"
+        return f"{arch} takes 1 or 3 channels; got {shape[0]} in {shape}"
+    if shape[1] not in sizes:
+        return f"{arch} takes {sizes_text} px images; got {shape[1]} px in {shape}"
     return None
+
+
+def _dcgan_supports(data_shape: DataShape) -> str | None:
+    return _square_image_reason("dcgan", data_shape, _DCGAN_RESOLUTIONS, "28, 32 or 64")
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -517,14 +522,7 @@ _RESIDUAL_GAIN = math.sqrt(2.0)  # SNGAN's Glorot gain for the convs of the resi
 
 
 def _resnet_supports(data_shape: DataShape) -> str | None:
-    shape = tuple(data_shape)
-    if len(shape) != 3 or shape[1] != shape[2]:
-        return f"resnet takes square images (C, H, W); got {shape}"
-    if shape[0] not in (1, 3):
-        return f"resnet takes 1 or 3 channels; got {shape[0]} in {shape}"
-    if shape[1] not in _RESNET_RESOLUTIONS:
-        return f"resnet takes 28, 32 (SNGAN's CIFAR-10 setting) or 64 px images; got {shape[1]} px in {shape}"
-    return None
+    return _square_image_reason("resnet", data_shape, _RESNET_RESOLUTIONS, "28, 32 (SNGAN's CIFAR-10 setting) or 64")
 
 
 def _glorot(layer: nn.Conv2d | nn.Linear, gain: float) -> None:

@@ -168,7 +168,9 @@ def test_real_features_are_extracted_once(digits, monkeypatch):
 def test_options_are_checked(digits):
     source, cache_dir, _ = digits
     evaluator = get_evaluator("fidelity-classifier")
-    with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option\\(s\\) sampels; valid: samples"):
+    with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option\\(s\\) sampels; valid: "
+                       "batch_size, classifier_seed, isc_splits, kid_subset_size, kid_subsets, "
+                       "prc_batch_size, prc_neighborhood, real_samples, real_split, samples"):
         evaluator.evaluate(context(source, source.images, cache_dir, sampels=10))
     with pytest.raises(ValueError, match=re.escape(
         "fidelity-classifier: kid_subset_size=100 exceeds the 20 generated or 300 real images; "

@@ -135,5 +135,5 @@ def test_evaluator_registered_and_evaluates():
 
 
 def test_evaluator_refuses_unknown_option():
-    with pytest.raises(ValueError, match="no option.* sample; valid: samples, quality_sigmas, min_share"):
+    with pytest.raises(ValueError, match="no option.* sample; valid: min_share, quality_sigmas, samples"):
         get_evaluator("mixture-modes").evaluate(make_context(torch.zeros(4, 2), [], {"sample": 4}))

@@ -124,7 +124,7 @@ def test_stacked_modes_evaluator(stacked):
     values = evaluator.evaluate(ctx)
     assert values["stacked_modes_covered"] == 3.0
     assert_close(values["stacked_mode_kl"], 0.5 * math.log(500) + 2 * 0.25 * math.log(250))
-    with pytest.raises(ValueError, match="metric 'stacked-modes' has no option\\(s\\) sample; valid: samples"):
+    with pytest.raises(ValueError, match="metric 'stacked-modes' has no option\\(s\\) sample; valid: batch_size, classifier_seed, samples"):
         evaluator.evaluate(EvalContext(sample=ctx.sample, source=source, device=ctx.device, cache_dir=cache_dir,
                                        seed=0, options={"sample": 4}))
 

@@ -39,6 +39,7 @@ from bench.metrics.classifier import (
     images_to_uint8,
     sha256_file,
 )
+from bench.registry import with_defaults
 from bench.vision import torch_fidelity
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -159,12 +160,7 @@ def real_cache_name(
 
 
 def _resolve_options(evaluator_name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"metric {evaluator_name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(defaults)}"
-        )
-    return {**defaults, **given}
+    return with_defaults(f"metric {evaluator_name!r}", given, defaults)
 
 
 def _real_images(source: Any, *, split: str, real_samples: int, evaluator_name: str) -> Tensor:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
+from bench.registry import with_defaults
 
 DEFAULT_SAMPLES = 2500
 
@@ -103,12 +104,7 @@ _OPTION_DEFAULTS: Mapping[str, Any] = {"samples": DEFAULT_SAMPLES, "quality_sigm
 
 
 def _evaluate(ctx: EvalContext) -> dict[str, float]:
-    unknown = sorted(set(ctx.options) - set(_OPTION_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"metric 'mixture-modes' has no option(s) {', '.join(unknown)}; valid: {', '.join(_OPTION_DEFAULTS)}"
-        )
-    options = {**_OPTION_DEFAULTS, **ctx.options}
+    options = with_defaults("metric 'mixture-modes'", ctx.options, _OPTION_DEFAULTS)
     with torch.no_grad():
         samples = ctx.sample(int(options["samples"]))
     stats = mixture_mode_stats(

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
 from bench.metrics.classifier import LabelledImages, get_classifier
+from bench.registry import with_defaults
 
 NUM_STACKED_MODES = 1000
 STACKED_SAMPLES = 26000  # VEEGAN and PacGAN count modes over 26k samples
@@ -143,10 +144,7 @@ def stacked_digit_source(source: Any) -> LabelledImages:
 
 
 def _options(name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"metric {name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(defaults)}")
-    return {**defaults, **given}
+    return with_defaults(f"metric {name!r}", given, defaults)
 
 
 # the labelled single-channel datasets (a suite knows a dataset's name before it is loaded)
