@@ -27,6 +27,13 @@ class MetricInfo:
     name: str
     description: str
     direction: Direction
+    ranked: bool = True
+    """False for a metric reported as its source publishes it but that a degenerate generator can win
+    (PacGAN's modes-covered rule credits uniform noise): shown in tables, never ranked, never the
+    basis of a verdict or a comparison."""
+    failed_at: float | None = None
+    """A finished run whose final value is no better than this (in `direction`) failed to train: it is
+    reported as such, not as a done run (e.g. one class covered of ten). None: no such rule."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,15 @@ def get_evaluator(name: str) -> Evaluator:
     return EVALUATORS.get(name)
 
 
+def metric_infos() -> dict[str, MetricInfo]:
+    """metric name -> its MetricInfo, over every registered evaluator."""
+    return {info.name: info for _, ev in EVALUATORS.items() for info in ev.metrics}
+
+
 def metric_directions() -> dict[str, Direction]:
-    """metric name -> 'lower' or 'higher' (is better), over every registered evaluator."""
-    return {info.name: info.direction for _, ev in EVALUATORS.items() for info in ev.metrics}
+    """metric name -> 'lower' or 'higher' (is better), over every registered evaluator's ranked metrics
+    (`MetricInfo.ranked`); metrics that noise can win are left out, so nothing ranks on them."""
+    return {name: info.direction for name, info in metric_infos().items() if info.ranked}
 
 
 # evaluators register themselves on import; these lines make every one available with the package
