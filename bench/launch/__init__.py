@@ -57,15 +57,21 @@ class JobRunner:
 
     Checkpointable: on preemption or time limit submitit calls `checkpoint`, which resubmits
     this same runner; the job resumes from its last checkpoint.
+
+    `tracking` is where the job's MLflow run goes. A cluster job (`launcher_pid` None) writes it
+    itself; a local job leaves it to its `bench run` process (`launcher_pid`), which already has
+    MLflow loaded, and writes it itself only when that process is gone (killed), so an orphaned
+    job's run is not missing until the next `bench run`.
     """
 
     def __init__(self, spec: JobSpec, suite_dir: Path, paths: Paths, tracking: TrackingTarget | None,
-                 threads: int | None) -> None:
+                 threads: int | None, launcher_pid: int | None = None) -> None:
         self.spec = spec
         self.suite_dir = Path(suite_dir)
         self.paths = paths
         self.tracking = tracking
         self.threads = threads
+        self.launcher_pid = launcher_pid
 
     def __call__(self) -> str:
         import torch
@@ -89,7 +95,10 @@ class JobRunner:
                 usr = _submitit_signal()
                 previous[usr] = signal.signal(usr, lambda *_: (preempted.set(), _stop_requested.set()))
             else:
-                previous[signal.SIGINT] = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
+                # Ctrl-C reaches the job through its process group; SIGTERM is what `bench run`
+                # forwards when it is stopped alone (by `kill` or a supervisor)
+                for signum in STOP_SIGNALS:
+                    previous[signum] = signal.signal(signum, lambda *_: _stop_requested.set())
         with open(store.log_path, "a", buffering=1) as log_file:
 
             def log(message: str) -> None:
@@ -116,14 +125,38 @@ class JobRunner:
                 handler = previous[_submitit_signal()]
                 if callable(handler):
                     handler(_submitit_signal(), None)  # submitit: calls self.checkpoint, requeues, exits
-            if status in COMPLETE + ("failed",) and self.tracking is not None:
+            if status in COMPLETE + ("failed",) and self.tracking is not None and not self._launcher_alive():
                 flush_to_mlflow(store, self.tracking, log)
         return status
+
+    def _launcher_alive(self) -> bool:
+        """Whether the `bench run` process that flushes this job's MLflow run is still there."""
+        return self.launcher_pid is not None and os.getppid() != 1 and _pid_alive(self.launcher_pid)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a run: jobs checkpoint at their next step and stay pending."""
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine; a killed process its parent has not reaped yet
+    (a zombie) is not running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc: signal 0 is all there is
+    return fields[0] not in ("Z", "X")
 
 
 def _slurm_task_id() -> str | None:
@@ -202,13 +235,7 @@ def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) 
     pid = status.get("pid")
     if not pid:
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return int(pid) != os.getpid()
+    return _pid_alive(int(pid)) and int(pid) != os.getpid()
 
 
 @dataclass
@@ -317,16 +344,31 @@ def launch(
     threads = threads or default_threads(executor, max_parallel)
     folder = suite_dir / "submitit"
     # cluster jobs flush their own MLflow run; local ones are flushed here, by the process that
-    # already has MLflow loaded (a second or two saved per job)
-    job_tracking = tracking if executor == "slurm" else None
-    runners = [JobRunner(job, suite_dir, paths, job_tracking, threads) for job in jobs]
+    # already has MLflow loaded (a second or two saved per job), unless this process is killed
+    launcher_pid = None if executor == "slurm" else os.getpid()
+    runners = [JobRunner(job, suite_dir, paths, tracking, threads, launcher_pid) for job in jobs]
 
     def ended(runner: JobRunner, status: str) -> None:
         results[runner.spec.job_id] = status
         if tracking is not None and status in COMPLETE + ("failed",):
             flush_to_mlflow(SuiteStore(suite_dir).job(runner.spec.job_id), tracking)
     results: dict[str, str] = {}
-    previous_sigint: Any = None
+    running: list[tuple[JobRunner, Any]] = []
+
+    def stop(*_: Any) -> None:
+        # the jobs checkpoint at their next step; local job processes may not share this process's
+        # group (a supervisor's SIGTERM, `kill <pid>`), so they are told directly: submitit's
+        # controller forwards SIGTERM to its task
+        _stop_requested.set()
+        for _, job in list(running):
+            process = getattr(job, "_process", None)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # set explicitly: a shell may start this process with SIGINT ignored
+        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     bar = Progress(len(jobs), 0, suite_dir.name, progress)
     try:
         if executor == "debug":
@@ -339,15 +381,10 @@ def launch(
                 ended(runner, status)
                 bar.update(finished={status: 1}, running=0)
         elif executor == "local":
-            # Ctrl-C reaches the job processes too (one process group): each checkpoints at its
-            # next logging interval; here it only stops new submissions and waits for them. The
-            # handler is set explicitly because a shell may start this process with SIGINT ignored.
-            if threading.current_thread() is threading.main_thread():
-                previous_sigint = signal.signal(signal.SIGINT, lambda *_: _stop_requested.set())
+            # a stop (Ctrl-C, SIGTERM) ends new submissions; running jobs checkpoint and end
             local = submitit.LocalExecutor(folder=folder)
             local.update_parameters(timeout_min=60 * 24 * 7)
             queue = list(runners)
-            running: list[tuple[JobRunner, Any]] = []
             while queue or running:
                 while queue and len(running) < max_parallel and not stop_requested():
                     runner = queue.pop(0)
@@ -371,8 +408,8 @@ def launch(
             raise ValueError(f"unknown executor {executor!r}; valid: debug, local, slurm")
     finally:
         bar.close()
-        if previous_sigint is not None:
-            signal.signal(signal.SIGINT, previous_sigint)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return results
 
 
