@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,25 +300,56 @@ def default_threads(executor: str, max_parallel: int) -> int:
 
 
 class Progress:
-    """A suite-level progress bar: done / running / failed and an ETA from finished jobs."""
+    """The suite's progress bar, counted in generator steps over every job it runs, so that its
+    rate and ETA come from measured steps/s of the running jobs (a count of finished jobs says
+    nothing until the first ends). The postfix counts jobs: done, running, diverged, failed.
 
-    def __init__(self, total: int, already: int, name: str, enabled: bool) -> None:
+    `update` is given the jobs that ended since the last call (job_id -> status) and the ids of
+    the jobs running now; it reads the running jobs' steps from their status.json, which the
+    training loop writes at every logging interval.
+    """
+
+    def __init__(self, jobs: Sequence[JobSpec], suite_dir: Path, enabled: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=already, desc=name, unit="job", disable=not enabled,
-                        file=sys.stderr, dynamic_ncols=True)
-        self.counts = {"done": already, "diverged": 0, "failed": 0, "pending": 0, "running": 0}
+        suite_store = SuiteStore(suite_dir)
+        self.stores = {job.job_id: suite_store.job(job.job_id) for job in jobs}
+        self.total = {job.job_id: job.steps for job in jobs}
+        self.reached = {job_id: self._step(job_id) for job_id in self.total}
+        self.bar = tqdm(total=sum(self.total.values()), initial=sum(self.reached.values()), desc=suite_dir.name,
+                        unit="step", unit_scale=True, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+        self.counts = {"done": 0, "diverged": 0, "failed": 0, "pending": 0}
+        self.running = 0
+        self._postfix()
 
-    def update(self, *, finished: dict[str, int], running: int) -> None:
-        advanced = sum(finished.values())
-        for key, value in finished.items():
-            self.counts[key] = self.counts.get(key, 0) + value
-        self.counts["running"] = running
-        self.bar.set_postfix_str(
-            f"done {self.counts['done']} diverged {self.counts['diverged']} failed {self.counts['failed']} "
-            f"running {running}" + (f" interrupted {self.counts['pending']}" if self.counts["pending"] else ""),
-            refresh=False)
-        self.bar.update(advanced)
+    def _step(self, job_id: str) -> int:
+        step = self.stores[job_id].read_status().get("step")
+        return min(int(step or 0), self.total[job_id])
+
+    def update(self, *, finished: Mapping[str, str], running: Sequence[str]) -> None:
+        before = sum(self.reached.values())
+        for job_id, status in finished.items():
+            self.counts[status] = self.counts.get(status, 0) + 1
+            # an ended job's steps are spent, whatever its end; an interrupted one keeps its step
+            self.reached[job_id] = self._step(job_id) if status == "pending" else self.total[job_id]
+        for job_id in running:
+            self.reached[job_id] = max(self.reached[job_id], self._step(job_id))
+        self.running = len(running)
+        self._postfix()
+        self.bar.update(sum(self.reached.values()) - before)
+
+    def _postfix(self) -> None:
+        jobs = len(self.total)
+        text = (f"jobs {self.counts['done']}/{jobs} done, {self.running} running, "
+                f"{self.counts['diverged']} diverged, {self.counts['failed']} failed")
+        if self.counts["pending"]:
+            text += f", {self.counts['pending']} interrupted"
+        self.postfix = text
+        self.bar.set_postfix_str(text, refresh=False)
+
+    @property
+    def steps_done(self) -> int:
+        return sum(self.reached.values())
 
     def close(self) -> None:
         self.bar.close()
@@ -369,17 +400,17 @@ def launch(
     if threading.current_thread() is threading.main_thread():
         # set explicitly: a shell may start this process with SIGINT ignored
         previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    bar = Progress(len(jobs), 0, suite_dir.name, progress)
+    bar = Progress(jobs, suite_dir, progress)
     try:
         if executor == "debug":
             debug = submitit.DebugExecutor(folder=folder)
             for runner in runners:
                 if stop_requested():
                     break
-                bar.update(finished={}, running=1)
+                bar.update(finished={}, running=[runner.spec.job_id])
                 status = debug.submit(runner).result()
                 ended(runner, status)
-                bar.update(finished={status: 1}, running=0)
+                bar.update(finished={runner.spec.job_id: status}, running=[])
         elif executor == "local":
             # a stop (Ctrl-C, SIGTERM) ends new submissions; running jobs checkpoint and end
             local = submitit.LocalExecutor(folder=folder)
@@ -389,14 +420,14 @@ def launch(
                 while queue and len(running) < max_parallel and not stop_requested():
                     runner = queue.pop(0)
                     running.append((runner, local.submit(runner)))
-                finished: dict[str, int] = {}
+                finished: dict[str, str] = {}
                 for runner, job in list(running):
                     if job.done():
                         running.remove((runner, job))
                         status = _local_result(job, runner, suite_dir)
                         ended(runner, status)
-                        finished[status] = finished.get(status, 0) + 1
-                bar.update(finished=finished, running=len(running))
+                        finished[runner.spec.job_id] = status
+                bar.update(finished=finished, running=[runner.spec.job_id for runner, _ in running])
                 if stop_requested() and not running:
                     break
                 time.sleep(0.5)

@@ -235,7 +235,7 @@ class Runner(Protocol):
 
 
 class Progress(Protocol):
-    def update(self, *, finished: dict[str, int], running: int) -> None: ...
+    def update(self, *, finished: dict[str, str], running: list[str]) -> None: ...
 
 
 def submit_array(
@@ -281,17 +281,17 @@ def submit_array(
     try:
         while pending:
             states = sacct_states(list(pending))
-            finished: dict[str, int] = {}
+            finished: dict[str, str] = {}
             for task_id, state in states.items():
                 if task_id not in pending or state not in FINAL_STATES:
                     continue
                 runner, job = pending.pop(task_id)
                 status = _final_status(runner, job, task_id, state)
                 statuses[runner.spec.job_id] = status
-                bucket = status if status in ("done", "diverged") else "failed"
-                finished[bucket] = finished.get(bucket, 0) + 1
+                finished[runner.spec.job_id] = status
             if bar is not None:
-                running = sum(1 for task_id in pending if states.get(task_id) == "RUNNING")
+                running = [runner.spec.job_id for task_id, (runner, _) in pending.items()
+                           if states.get(task_id) == "RUNNING"]
                 bar.update(finished=finished, running=running)
             if pending:
                 time.sleep(poll_s)
