@@ -81,6 +81,28 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+LEADING_AXES = ("objective", "arch", "seed")
+
+
+def run_label(params: Mapping[str, str], varying: Sequence[str] = (), *, fallback: str = "") -> tuple[str, dict[str, str]]:
+    """A job's MLflow run name and axis tags, from its flat params and the suite's varying keys.
+
+    The name reads `objective / arch / seed N`, then `key=value` for every other key that varies in
+    the suite (`rsgan / dcgan / seed 2 / lr_g=0.0001`), so runs are told apart in the UI without
+    their ids. The tags are those keys with their values (`objective`: `rsgan`), so the UI's search
+    box filters by what was compared (`tags.objective = 'rsgan' and tags.arch = 'dcgan'`; MLflow's
+    search has no OR, so a pair of three is `tags.objective != 'nsgan'`) and its charts group runs
+    by them ("Group by" `objective`: one line with a band per objective over its seeds). Params
+    without those keys are named `fallback`.
+    """
+    leading = [key for key in LEADING_AXES if key in params]
+    others = [key for key in varying if key not in LEADING_AXES and key in params]
+    parts = [f"seed {params[key]}" if key == "seed" else str(params[key]) for key in leading]
+    parts += [f"{key}={params[key]}" for key in others]
+    tags = {key: str(params[key]) for key in (*leading, *others)}
+    return " / ".join(parts) or fallback, tags
+
+
 def _is_locked(error: BaseException) -> bool:
     text = str(error).lower()
     return "database is locked" in text or "database table is locked" in text
@@ -211,6 +233,7 @@ class Tracker:
         artifacts: Sequence[Path] = (),
         *,
         start_time: float | None = None,
+        varying: Sequence[str] = (),
     ) -> str:
         """Log one ended job as a child run of `parent_run_id` and return the child's run id.
 
@@ -220,6 +243,7 @@ class Tracker:
         diverged -> run FINISHED; failed -> run FAILED), also kept as tag `bench.status`.
         `artifacts`: files or folders (a folder is stored under its own name).
         `start_time`: when the job started, Unix seconds; default: now minus the last wall_s.
+        `varying`: the flat keys that vary in the suite; they name and tag the run (`run_label`).
 
         A FINISHED child for `job_id` already there is returned untouched (a rerun adds no run);
         any other child for it (a crash mid-flush, an earlier failure) is deleted and logged anew.
@@ -254,11 +278,12 @@ class Tracker:
         param_list = [Param(str(key), str(value)) for key, value in params.items()]
 
         parent = with_retry(lambda: self.client.get_run(parent_run_id))
-        tags = {PARENT_TAG: parent_run_id, JOB_TAG: job_id, KIND_TAG: "job", STATUS_TAG: status}
+        run_name, tags = run_label(params, varying, fallback=job_id)
+        tags.update({PARENT_TAG: parent_run_id, JOB_TAG: job_id, KIND_TAG: "job", STATUS_TAG: status})
         if SUITE_TAG in parent.data.tags:
             tags[SUITE_TAG] = parent.data.tags[SUITE_TAG]
         run = with_retry(lambda: self.client.create_run(
-            self.experiment_id, start_time=start_ms, tags=tags, run_name=job_id,
+            self.experiment_id, start_time=start_ms, tags=tags, run_name=run_name,
         ))
         run_id = run.info.run_id
         # the client splits a batch over MLflow's per-request limits; a retried batch re-logs

@@ -30,6 +30,7 @@ class TrackingTarget:
     experiment: str
     parent_run_id: str
     artifact_root: Path | None
+    varying: tuple[str, ...] = ()  # flat spec keys that vary in the suite: they name and tag runs
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[st
         tracker = Tracker(tracking.uri, tracking.experiment, tracking.artifact_root)
         artifacts = sorted(p for p in store.samples_dir.glob("final.*")) if store.samples_dir.exists() else []
         run_id = tracker.log_job(tracking.parent_run_id, spec.job_id, spec.flat(), store.read_metrics(),
-                                 status["status"], artifacts)
+                                 status["status"], artifacts, varying=tracking.varying)
     except Exception as error:  # tracking is a view of the store: a failure here loses nothing
         log(f"MLflow logging failed ({type(error).__name__}: {error}); `bench run` retries it")
         store.write_status(status["status"], mlflow_error=str(error)[:300])
