@@ -5,7 +5,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bench import data, metrics, nets, objectives, penalties
-from bench.suite import ArchInfo, Catalogue, DatasetInfo, MetricInfo, ObjectiveInfo
+from bench.suite import (
+    ArchInfo,
+    Catalogue,
+    DatasetInfo,
+    MetricInfo,
+    ObjectiveInfo,
+    TrickInfo,
+)
 
 
 def dataset_kind(shape: tuple[int, ...]) -> str:
@@ -37,6 +44,16 @@ def _arch_info(name: str) -> ArchInfo:
         option_defaults=nets.arch_option_defaults(name),
         supports=lambda shape, name=name: nets.arch_supports(name, shape),
         default_latent_dim=lambda shape, name=name: nets.default_latent_dim(name, shape),
+        critic_coupling=lambda options, name=name: nets.critic_sample_coupling(name, options),
+    )
+
+
+def _trick_info(entry: penalties.TrickEntry) -> TrickInfo:
+    trick = entry()
+    return TrickInfo(
+        option_defaults=dict(entry.option_defaults),
+        needs_per_sample_gradients=entry.needs_per_sample_gradients,
+        critic_options=dict(trick.critic_options()),
     )
 
 
@@ -74,7 +91,7 @@ def build_catalogue() -> Catalogue:
         objectives={name: _objective_info(entry) for name, entry in objectives.OBJECTIVES.items()},
         archs={name: _arch_info(name) for name in nets.ARCHS.names()},
         datasets={name: _dataset_info(name) for name in data.DATASETS.names()},
-        tricks={name: dict(entry.option_defaults) for name, entry in penalties.TRICKS.items()},
+        tricks={name: _trick_info(entry) for name, entry in penalties.TRICKS.items()},
         metrics={name: _metric_info(evaluator) for name, evaluator in metrics.EVALUATORS.items()},
         default_metrics=default_metrics,
     )

@@ -13,12 +13,23 @@
   losses have almost no gradient; `pooling: mean` (the layout of Gulrajani et al. 2017's CIFAR-10
   ResNet critic) divides them by the number of positions. BiGAN-QP's encoder is the critic's trunk
   with batch norm in its blocks and a linear output; its pair critic joins that trunk with a z branch.
+- `standard-cnn`: the "standard CNN" of the SNGAN paper (Miyato et al. 2018, table 3) as the RGAN code
+  (AlexiaJM/RelativisticGAN `code/GAN_losses_iter.py`, `--arch 1`) builds it for 32 px: z 128 -> dense
+  4x4x512 (no normalisation) -> three deconv4 s2 (256, 128, 64) each with BN and ReLU -> conv3 -> tanh;
+  critic conv3 64, conv4 s2 64, conv3 128, conv4 s2 128, conv3 256, conv4 s2 256, conv3 512, each with
+  LeakyReLU(0.1) and batch norm after the first six (dropped under spectral norm, as `--spectral True`),
+  then a dense output. `width` scales every layer (64: the paper's sizes). The RGAN code leaves the
+  output layer without spectral norm; SNGAN's chainer code normalises it (`spectral_norm_head`).
 
 Every critic exposes `features(x) -> (B, F)` and `head(f) -> (B,)` (or (B, critic_outputs)), with
 `forward(x) == head(features(x))`; outputs are raw logits. Options common to every architecture:
 `spectral_norm` (every conv/linear of the critic parametrised by torch's spectral norm, and the
 critic's batch norm dropped, as in SNGAN), `minibatch_discrimination` (Salimans et al. 2016, a layer
 inside the head), `norm` for the generator (`batch`, `virtual-batch`, `none`) and `critic_norm`.
+
+`critic_sample_coupling(arch, options)` says whether a critic's output for one sample depends on the
+other samples of its batch (batch norm in training mode, minibatch discrimination); penalties on
+per-sample gradients (bench.penalties) must not run on such a critic.
 
 Weights are drawn from torch's global RNG only, so the training loop's seed fixes the networks. The
 virtual batch norm reference batch is drawn from its own fixed-seed generator and leaves the global
@@ -47,6 +58,7 @@ __all__ = [
     "MinibatchDiscrimination",
     "OptionSpec",
     "PairCritic",
+    "SampleCoupling",
     "VirtualBatchNorm",
     "arch_option_defaults",
     "arch_supports",
@@ -54,6 +66,7 @@ __all__ = [
     "build_encoder",
     "build_generator",
     "build_pair_critic",
+    "critic_sample_coupling",
     "default_latent_dim",
     "list_archs",
     "parameter_count",
@@ -704,6 +717,121 @@ ARCHS.register(
 )
 
 
+# standard-cnn -------------------------------------------------------------------------------------
+
+_STANDARD_CNN_BASE = 4  # the generator's first map and the critic's last are 4 x 4 (32 px / 2^3)
+_STANDARD_CNN_LEAK = 0.1
+
+
+def _standard_cnn_supports(data_shape: DataShape) -> str | None:
+    return _square_image_reason("standard-cnn", data_shape, (32,), "32 (CIFAR-10's size)")
+
+
+def _standard_cnn_init(module: nn.Module) -> None:
+    """The RGAN code's weights_init: N(0, 0.02) for conv and deconv weights, N(1, 0.02) scales and zero
+    shifts for batch norm; linear layers and every bias keep torch's default init."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+        elif isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm, VirtualBatchNorm)):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def _standard_cnn_trunk(data_shape: DataShape, width: int, norm: Callable[[int], nn.Module]) -> tuple[nn.Sequential, int]:
+    """x (B, C, 32, 32) -> features (B, 8 * width * 4 * 4): conv3 w, conv4 s2 w, conv3 2w, conv4 s2 2w,
+    conv3 4w, conv4 s2 4w, conv3 8w, each followed by LeakyReLU(0.1); `norm` after the first six
+    (the RGAN code's batch norm when spectral norm is off)."""
+    layout = [(width, 3, 1), (width, 4, 2), (2 * width, 3, 1), (2 * width, 4, 2),
+              (4 * width, 3, 1), (4 * width, 4, 2), (8 * width, 3, 1)]
+    modules: list[nn.Module] = []
+    channels_in = data_shape[0]
+    for index, (channels_out, kernel_size, stride) in enumerate(layout):
+        modules.append(nn.Conv2d(channels_in, channels_out, kernel_size, stride, 1))
+        if index < len(layout) - 1:
+            modules.append(norm(channels_out))
+        modules.append(nn.LeakyReLU(_STANDARD_CNN_LEAK))
+        channels_in = channels_out
+    modules.append(nn.Flatten())
+    return nn.Sequential(*modules), channels_in * _STANDARD_CNN_BASE * _STANDARD_CNN_BASE
+
+
+def _standard_cnn_spectral_norm(critic: nn.Module, head: nn.Module, options: Mapping[str, Any]) -> nn.Module:
+    """Spectral norm on every conv/linear of the critic; on the output layer too unless
+    `spectral_norm_head` is off (the RGAN code leaves its output dense layer unnormalised)."""
+    if options["spectral_norm"]:
+        excluded = set() if options["spectral_norm_head"] else {id(m) for m in head.modules()}
+        for layer in list(critic.modules()):
+            if isinstance(layer, (nn.Conv2d, nn.Linear)) and id(layer) not in excluded:
+                _spectral_norm(layer)
+    return critic
+
+
+def _standard_cnn_generator(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    width, norm = options["width"], options["norm"]
+    channels = 8 * width
+    modules: list[nn.Module] = [
+        nn.Linear(latent_dim, channels * _STANDARD_CNN_BASE * _STANDARD_CNN_BASE),
+        nn.Unflatten(1, (channels, _STANDARD_CNN_BASE, _STANDARD_CNN_BASE)),
+    ]
+    for _ in range(3):
+        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1), _generator_norm(norm, channels // 2, 2), nn.ReLU()]
+        channels //= 2
+    modules += [nn.Conv2d(channels, data_shape[0], 3, 1, 1), nn.Tanh()]
+    generator = Generator(nn.Sequential(*modules), latent_dim, data_shape, norm == "virtual-batch")
+    _standard_cnn_init(generator)
+    return generator
+
+
+def _standard_cnn_critic(data_shape: DataShape, critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk, features = _standard_cnn_trunk(data_shape, options["width"], lambda n: _critic_norm(options, n, 2))
+    head = _Head(features, critic_outputs, options, bias=True)
+    critic = Critic(trunk, head)
+    _standard_cnn_init(critic)
+    return _standard_cnn_spectral_norm(critic, head, options)
+
+
+def _standard_cnn_encoder(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    trunk, features = _standard_cnn_trunk(data_shape, options["width"], nn.BatchNorm2d)
+    encoder = nn.Sequential(*trunk, nn.Linear(features, latent_dim))
+    _standard_cnn_init(encoder)
+    return encoder
+
+
+def _standard_cnn_pair_critic(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    x_branch, x_features = _standard_cnn_trunk(data_shape, options["width"], lambda n: _critic_norm(options, n, 2))
+    hidden = 8 * options["width"]
+    z_branch = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(_STANDARD_CNN_LEAK))
+    joint = nn.Sequential(nn.Linear(x_features + hidden, hidden), nn.LeakyReLU(_STANDARD_CNN_LEAK))
+    head = _Head(hidden, 1, options, bias=True)
+    critic = PairCritic(x_branch, z_branch, joint, head)
+    _standard_cnn_init(critic)
+    return _standard_cnn_spectral_norm(critic, head, options)
+
+
+ARCHS.register(
+    "standard-cnn",
+    Architecture(
+        name="standard-cnn",
+        description=("the SNGAN paper's standard CNN for 32 px, as the RGAN code builds it: dense 4x4x8w then "
+                     "deconv/BN/ReLU generator, seven-conv LeakyReLU(0.1) critic; 1 or 3 channels"),
+        options=MappingProxyType({
+            "width": OptionSpec(64, int, minimum=1,
+                                description="the critic's first channels (64); the generator starts at 8 * width (512)"),
+            "spectral_norm_head": OptionSpec(True, bool, description=(
+                "with spectral_norm, also normalise the critic's output layer (SNGAN; the RGAN code does not)")),
+            **_common_options(generator_norm="batch", critic_norm="batch"),
+        }),
+        supports=_standard_cnn_supports,
+        latent_dim=lambda data_shape: 128,
+        generator=_standard_cnn_generator,
+        critic=_standard_cnn_critic,
+        encoder=_standard_cnn_encoder,
+        pair_critic=_standard_cnn_pair_critic,
+    ),
+)
+
+
 # --- public API -----------------------------------------------------------------------------------
 
 
@@ -758,6 +886,29 @@ def build_pair_critic(arch: str, *, data_shape: tuple[int, ...], latent_dim: int
     return entry.pair_critic(tuple(data_shape), latent_dim, resolved)
 
 
+@dataclass(frozen=True)
+class SampleCoupling:
+    """An architecture option whose value makes a critic's output for one sample depend on the other
+    samples of its batch: `option` has `value`; `independent` lists values that do not."""
+
+    option: str
+    value: Any
+    independent: tuple[Any, ...]
+
+
+def critic_sample_coupling(arch: str, options: Mapping[str, Any] | None) -> list[SampleCoupling]:
+    """Every option of `arch`'s critic (with `options` over its defaults) that couples a sample's output
+    to its batch-mates: `critic_norm` 'batch' (unless spectral norm drops it) and minibatch
+    discrimination. Empty when each sample's output depends on that sample alone."""
+    resolved = resolve_options("architecture", arch, ARCHS.get(arch).options, options)
+    couplings = []
+    if resolved["critic_norm"] == "batch" and not resolved["spectral_norm"]:
+        couplings.append(SampleCoupling("critic_norm", "batch", ("layer", "none")))
+    if resolved["minibatch_discrimination"]:
+        couplings.append(SampleCoupling("minibatch_discrimination", True, (False,)))
+    return couplings
+
+
 def arch_supports(arch: str, data_shape: tuple[int, ...]) -> str | None:
     """None if `arch` can model data of `data_shape`, else a one-line reason. Unknown arch: UnknownNameError."""
     return ARCHS.get(arch).supports(tuple(data_shape))
@@ -775,7 +926,7 @@ def list_archs() -> list[tuple[str, str]]:
 
 def default_latent_dim(arch: str, data_shape: tuple[int, ...]) -> int:
     """The latent size `arch` uses unless a suite says otherwise (mlp: 2, dcgan: 100 as the tutorial's nz,
-    resnet: 128 as SNGAN's)."""
+    resnet and standard-cnn: 128 as SNGAN's)."""
     return ARCHS.get(arch).latent_dim(tuple(data_shape))
 
 

@@ -370,7 +370,13 @@ def _build_lsgan() -> Objective:
 
 
 def _build_hinge() -> Objective:
-    # SNGAN's setting for the standard CNN: Adam(2e-4, 0.5, 0.999), one critic step, spectral norm
+    return Objective(d_loss=_hinge_d_loss, g_loss=_negative_fake_g_loss, defaults=_ADAM_DCGAN)
+
+
+def _build_sngan() -> Objective:
+    # SNGAN's standard-CNN recipe as chainer-gan-lib's example.sh runs it (pfnet-research/chainer-gan-lib:
+    # --n_dis 1 --adam_beta1 0.5 --adam_beta2 0.999, adam_alpha 2e-4), spectral norm in the critic, with
+    # the hinge loss of the paper's best standard-CNN row (Miyato et al. 2018, table 2)
     defaults = replace(_ADAM_DCGAN, tricks=(("spectral-norm", {}),))
     return Objective(d_loss=_hinge_d_loss, g_loss=_negative_fake_g_loss, defaults=defaults)
 
@@ -398,9 +404,19 @@ register_objective(
 )
 register_objective(
     "hinge",
-    description="hinge loss for the critic, -C_f for the generator (SNGAN's loss; spectral norm by default)",
-    paper="Lim & Ye 2017, Geometric GAN; Miyato et al. 2018, Spectral Normalization for GANs (ICLR)",
+    description="hinge loss for the critic, -C_f for the generator; no constraint on the critic",
+    paper="Lim & Ye 2017, Geometric GAN (arXiv 1705.02894)",
     build=_build_hinge,
+)
+register_objective(
+    "sngan",
+    description=(
+        "SNGAN: the hinge loss with spectral norm in the critic (trick spectral-norm), Adam(2e-4, 0.5, 0.999), "
+        "one critic step (the standard-CNN setting)"
+    ),
+    paper="Miyato, Kataoka, Koyama, Yoshida 2018, Spectral Normalization for Generative Adversarial Networks "
+    "(ICLR); recipe from pfnet-research/chainer-gan-lib example.sh",
+    build=_build_sngan,
 )
 register_objective(
     "wgan",

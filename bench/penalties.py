@@ -9,6 +9,13 @@ Registered: `gradient-penalty`, `r1`, `r2`, `weight-clipping`, `spectral-norm`, 
 `feature-matching`, `minibatch-discrimination`, `virtual-batch-norm`. Critics built by bench.nets
 expose `features(x) -> (batch, F)` and `head(features) -> outputs` with
 `forward(x) == head(features(x))`; feature matching relies on it.
+
+A trick registered with `needs_per_sample_gradients=True` penalises the gradient of each sample's
+critic output with respect to that sample (gradient penalty, R1, R2). That gradient means what the
+penalty intends only when a sample's output depends on that sample alone: under batch norm (in
+training mode) or minibatch discrimination it also depends on the batch-mates, so the penalised
+norm changes with whichever samples share the batch. Suites refuse such a pairing at load time
+(bench.suite) and the training loop refuses to build it.
 """
 
 from __future__ import annotations
@@ -58,10 +65,17 @@ class Trick:
 
 @dataclass(frozen=True)
 class TrickEntry:
+    """A registry entry: builds a `Trick` from keyword options (with their defaults).
+
+    `needs_per_sample_gradients`: the trick's term uses grad_x C(x) of each sample, so the critic's
+    output for a sample must not depend on the other samples of its batch.
+    """
+
     name: str
     description: str
     build: Callable[..., Trick]
     option_defaults: Mapping[str, Any]
+    needs_per_sample_gradients: bool = False
 
     def __call__(self, **options: Any) -> Trick:
         trick = self.build(**with_defaults(f"trick {self.name!r}", options, self.option_defaults))
@@ -73,9 +87,13 @@ class TrickEntry:
 TRICKS: Registry[TrickEntry] = Registry("trick")
 
 
-def register_trick(name: str, *, description: str, build: Callable[..., Trick], **option_defaults: Any) -> TrickEntry:
+def register_trick(
+    name: str, *, description: str, build: Callable[..., Trick], needs_per_sample_gradients: bool = False,
+    **option_defaults: Any,
+) -> TrickEntry:
     """Register `build(**options) -> Trick` under `name` with its option defaults (duplicates refused)."""
-    return TRICKS.register(name, TrickEntry(name, description, build, dict(option_defaults)))
+    entry = TrickEntry(name, description, build, dict(option_defaults), needs_per_sample_gradients)
+    return TRICKS.register(name, entry)
 
 
 def get_trick(name: str, **options: Any) -> Trick:
@@ -127,6 +145,7 @@ register_trick(
     "gradient-penalty",
     description="WGAN-GP's two-sided penalty on the critic's gradient norm at real/fake interpolates",
     build=GradientPenalty,
+    needs_per_sample_gradients=True,
     weight=10.0,
 )
 
@@ -240,12 +259,14 @@ register_trick(
     "r1",
     description="R1 penalty gamma/2 * E||grad C(x_r)||^2 on real samples",
     build=R1Penalty,
+    needs_per_sample_gradients=True,
     gamma=10.0,
 )
 register_trick(
     "r2",
     description="R2 penalty gamma/2 * E||grad C(x_f)||^2 on generated samples",
     build=R2Penalty,
+    needs_per_sample_gradients=True,
     gamma=10.0,
 )
 register_trick(

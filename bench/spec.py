@@ -25,8 +25,10 @@ class JobSpec:
     """One fully resolved job. Every field is JSON-able; nothing is left to a default at run time.
 
     Units: `steps` counts generator updates; `eval_every`, `checkpoint_every`, `log_every` are in
-    generator steps; `critic_steps` critic updates per generator update. Evaluators draw
-    `eval_samples` generated samples unless `metric_options` gives them their own `samples`. `deterministic` asks for
+    generator steps; `critic_steps` critic updates per generator update. Each evaluator draws
+    the sample count of its own protocol unless `metric_options` gives it a `samples`. `tricks` is
+    the complete list of penalties and constraints the job trains with, the objective's published
+    ones included (spectral norm is the trick `spectral-norm`). `deterministic` asks for
     deterministic kernels (and turns cudnn's benchmark autotuning off); `eval_precision` "bf16"
     samples the generator under bfloat16 autocast at evaluation (faster on recent GPUs).
     """
@@ -51,7 +53,6 @@ class JobSpec:
     metrics: tuple[str, ...]
     metric_options: tuple[tuple[str, Options], ...]
     eval_every: int
-    eval_samples: int
     checkpoint_every: int
     log_every: int
     device: str

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,11 +37,29 @@ class ObjectiveInfo:
     extra_metrics: tuple[str, ...] = ()  # evaluators every job of this objective gets
 
 
+class CriticCoupling(Protocol):
+    """An architecture option whose value makes a critic's output for one sample depend on its
+    batch-mates (bench.nets.SampleCoupling): `option` has `value`; `independent` lists values that do not."""
+
+    option: str
+    value: Any
+    independent: tuple[Any, ...]
+
+
 @dataclass(frozen=True)
 class ArchInfo:
     option_defaults: Mapping[str, Any]
     supports: Callable[[tuple[int, ...]], str | None]
     default_latent_dim: Callable[[tuple[int, ...]], int]
+    # critic options (over the defaults) -> the options that couple a sample's output to its batch-mates
+    critic_coupling: Callable[[Mapping[str, Any]], Sequence[CriticCoupling]]
+
+
+@dataclass(frozen=True)
+class TrickInfo:
+    option_defaults: Mapping[str, Any]
+    needs_per_sample_gradients: bool = False  # its term uses grad_x C(x) of each sample
+    critic_options: Mapping[str, Any] = field(default_factory=dict)  # architecture options it sets
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class Catalogue:
     objectives: Mapping[str, ObjectiveInfo]
     archs: Mapping[str, ArchInfo]
     datasets: Mapping[str, DatasetInfo]
-    tricks: Mapping[str, Mapping[str, Any]]
+    tricks: Mapping[str, TrickInfo]
     metrics: Mapping[str, MetricInfo]
     default_metrics: Callable[[str, str], list[str]]  # (dataset name, kind) -> evaluator names
 
@@ -98,14 +116,19 @@ class _Recipe(_Strict):
 
 
 class TrainSettings(_Recipe):
-    """Training settings shared by every job of the suite."""
+    """Training settings shared by every job of the suite.
+
+    `tricks`, when given (even empty), replaces each objective's published tricks; `spectral_norm`
+    true/false adds or removes the spectral-norm trick. How many samples an evaluation draws is each
+    metric's own protocol count, or `metric_options.<metric>.samples`.
+    """
 
     steps: int = Field(2000, gt=0)
     batch_size: int = Field(64, gt=0)
     latent_dim: int | None = Field(None, gt=0)
-    tricks: list[TrickItem] = Field(default_factory=list)
+    tricks: list[TrickItem] | None = None
+    spectral_norm: bool | None = None
     eval_every: int = Field(500, gt=0)
-    eval_samples: int = Field(2500, gt=0)
     checkpoint_every: int = Field(500, gt=0)
     log_every: int = Field(50, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -116,15 +139,28 @@ class TrainSettings(_Recipe):
 # keys of TrainSettings a grid axis may set
 AXIS_TRAIN_KEYS = (
     "steps", "batch_size", "latent_dim", "critic_steps", "optimizer", "lr", "lr_g", "lr_d", "betas", "tricks",
+    "spectral_norm",
 )
+
+# keys a suite no longer takes, and what replaces them
+RETIRED_KEYS = {
+    ("train", "eval_samples"): (
+        "no longer a key: each metric draws the sample count of its own protocol; set a count for one "
+        "metric with metric_options.<metric>.samples, e.g. metric_options: {mixture-modes: {samples: 2500}}"
+    ),
+}
+
+# the trick that `spectral_norm: true|false` adds or removes
+SPECTRAL_NORM_TRICK = "spectral-norm"
 
 
 class ObjectiveOverride(_Recipe):
-    """Per-objective settings: its options, and recipe/batch/tricks that replace the suite's."""
+    """Per-objective settings: its options, and recipe/batch/tricks/spectral_norm that replace the suite's."""
 
     options: dict[str, Any] = Field(default_factory=dict)
     batch_size: int | None = Field(None, gt=0)
     tricks: list[TrickItem] | None = None
+    spectral_norm: bool | None = None
 
 
 class DatasetConfig(_Strict):
@@ -266,7 +302,9 @@ def _pydantic_problems(error: ValidationError, model: type[BaseModel]) -> list[P
         loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part in _UNION_TAGS))
         kind = item["type"]
         value = item.get("input")
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and tuple(loc) in RETIRED_KEYS:
+            message = RETIRED_KEYS[tuple(loc)]
+        elif kind == "extra_forbidden":
             valid = _valid_keys(model, loc[:-1])
             message = f"unknown key; valid keys: {_choices(valid)}" if valid else "unknown key"
         elif kind == "missing":
@@ -380,6 +418,9 @@ def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> 
     jobs = expand(config, catalogue)
     if not jobs:
         raise SuiteError(source, located([Problem(("grid",), "the grid expands to no jobs (exclude removes all)")]))
+    problems = _job_problems(config, jobs, catalogue)
+    if problems:
+        raise SuiteError(source, located(problems))
     return Suite(config=config, source=source, text=text, jobs=tuple(jobs))
 
 
@@ -411,17 +452,19 @@ def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Pr
         for name, override in overrides.items():
             if name not in catalogue.objectives:
                 problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
-            elif isinstance(override, dict) and isinstance(override.get("options"), dict):
-                problems += _option_problems(override["options"], catalogue.objectives[name].option_defaults,
-                                             ("objectives", name, "options"), f"objective {name!r}")
+            elif isinstance(override, dict):
+                if isinstance(override.get("options"), dict):
+                    problems += _option_problems(override["options"], catalogue.objectives[name].option_defaults,
+                                                 ("objectives", name, "options"), f"objective {name!r}")
+                if isinstance(override.get("tricks"), list):
+                    problems += _trick_problems(override["tricks"], ("objectives", name, "tricks"), catalogue)
     archs = raw.get("archs")
     if isinstance(archs, dict):
         for arch, options in archs.items():
             if arch not in catalogue.archs:
                 problems.append(_unknown(("archs", arch), "arch", arch, catalogue.archs))
             elif isinstance(options, dict):
-                problems += _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch),
-                                             f"arch {arch!r}")
+                problems += _arch_option_problems(arch, options, catalogue)
     metrics = raw.get("metrics")
     if isinstance(metrics, list):
         for index, metric in enumerate(metrics):
@@ -457,12 +500,26 @@ def _grid_name_problems(grid: Mapping[str, Any], catalogue: Catalogue) -> list[P
 
 def _trick_problems(items: Iterable[Any], path: tuple[str | int, ...], catalogue: Catalogue) -> list[Problem]:
     problems = []
+    seen: set[str] = set()
     for index, item in enumerate(items):
         name, options = _trick_parts(item)
         if name not in catalogue.tricks:
             problems.append(_unknown(path + (index,), "trick", name, catalogue.tricks))
             continue
-        problems += _option_problems(options, catalogue.tricks[name], path + (index, "options"), f"trick {name!r}")
+        if name in seen:
+            problems.append(Problem(path + (index,), f"trick {name!r} is listed twice"))
+        seen.add(name)
+        problems += _option_problems(options, catalogue.tricks[name].option_defaults, path + (index, "options"),
+                                     f"trick {name!r}")
+    return problems
+
+
+def _arch_option_problems(arch: str, options: Mapping[str, Any], catalogue: Catalogue) -> list[Problem]:
+    problems = _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch), f"arch {arch!r}")
+    if "spectral_norm" in options:
+        problems.append(Problem(("archs", arch, "spectral_norm"), (
+            "spectral norm is chosen per job, not per arch: set `spectral_norm: true` or `false` under train, "
+            "objectives.<name> or as a grid axis (the job's tricks then list spectral-norm)")))
     return problems
 
 
@@ -536,7 +593,7 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         if arch not in catalogue.archs:
             problems.append(_unknown(("archs", arch), "arch", arch, catalogue.archs))
         else:
-            problems += _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch), f"arch {arch!r}")
+            problems += _arch_option_problems(arch, options, catalogue)
     for name, override in config.objectives.items():
         if name not in catalogue.objectives:
             problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
@@ -547,12 +604,16 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         )
         if override.tricks:
             problems += _trick_problems(override.tricks, ("objectives", name, "tricks"), catalogue)
-    problems += _trick_problems(config.train.tricks, ("train", "tricks"), catalogue)
+    problems += _trick_problems(config.train.tricks or [], ("train", "tricks"), catalogue)
     for index, trick_list in enumerate(config.grid.get("tricks", [])):
         if not isinstance(trick_list, list):
             problems.append(Problem(("grid", "tricks", index), f"each value of the tricks axis is a list of tricks, got {trick_list!r}"))
         else:
             problems += _trick_problems(trick_list, ("grid", "tricks", index), catalogue)
+    for index, value in enumerate(config.grid.get("spectral_norm", [])):
+        if not isinstance(value, bool):
+            problems.append(Problem(("grid", "spectral_norm", index),
+                                    f"each value of the spectral_norm axis is true or false, got {value!r}"))
     # metrics
     if config.metrics is not None:
         for index, metric in enumerate(config.metrics):
@@ -577,6 +638,14 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
                 if axis not in GRID_AXES:
                     problems.append(Problem((rule_kind, index, axis), f"unknown axis; valid axes: {_choices(GRID_AXES)}"))
                     continue
+                if axis == "tricks":
+                    if isinstance(value, list):
+                        problems += _trick_problems(value, (rule_kind, index, axis), catalogue)
+                    else:
+                        problems.append(Problem((rule_kind, index, axis), f"a tricks value is a list of tricks, got {value!r}"))
+                    continue
+                if axis == "spectral_norm" and not isinstance(value, bool):
+                    problems.append(Problem((rule_kind, index, axis), f"spectral_norm is true or false, got {value!r}"))
                 names = {"objective": catalogue.objectives, "arch": catalogue.archs}.get(axis)
                 values = value if isinstance(value, list) else [value]
                 for item in values:
@@ -588,6 +657,60 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         problems.append(Problem(("train", "checkpoint_every"), f"must be a multiple of train.log_every ({train.log_every})"))
     if config.executor.name == "slurm" and not config.executor.profile:
         problems.append(Problem(("executor", "profile"), "the slurm executor needs a profile (a file under slurm/profiles/)"))
+    return problems
+
+
+def _arch_location(config: SuiteConfig, arch: str) -> tuple[str | int, ...]:
+    """Where the suite configures `arch`: its `archs` entry, else its place on the arch axis."""
+    if arch in config.archs:
+        return ("archs", arch)
+    if arch in config.grid["arch"]:
+        return ("grid", "arch", config.grid["arch"].index(arch))
+    return ("grid", "arch")
+
+
+def _yaml_scalar(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _quoted(value: Any) -> str:
+    """A value as it reads in a message: strings quoted, booleans as YAML writes them."""
+    return _yaml_scalar(value) if isinstance(value, bool) else repr(value)
+
+
+def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catalogue) -> list[Problem]:
+    """Problems only the resolved jobs show: a penalty on per-sample gradients with a critic that
+    mixes the samples of a batch, and metric options for a metric no job computes."""
+    problems: list[Problem] = []
+    for job in jobs:
+        critic_options = dict(job.arch_options)
+        for name, _ in job.tricks:
+            critic_options.update(catalogue.tricks[name].critic_options)
+        needing = [name for name, _ in job.tricks if catalogue.tricks[name].needs_per_sample_gradients]
+        if not needing:
+            continue
+        for coupling in catalogue.archs[job.arch].critic_coupling(critic_options):
+            setters = [trick for trick, _ in job.tricks if coupling.option in catalogue.tricks[trick].critic_options]
+            if setters:
+                fix = f"remove trick {setters[0]!r}"
+            else:
+                first, *others = coupling.independent
+                fix = (f"set archs: {{{job.arch}: {{{coupling.option}: {_yaml_scalar(first)}}}}}"
+                       + "".join(f" or {_quoted(other)}" for other in others))
+            named = " and ".join(repr(name) for name in needing)
+            verb = "needs" if len(needing) == 1 else "need"
+            message = (f"trick{'s' if len(needing) > 1 else ''} {named} {verb} per-sample critic gradients; arch "
+                       f"{job.arch!r} has {coupling.option} {_quoted(coupling.value)}, so each sample's critic "
+                       f"output depends on its batch-mates (objective {job.objective!r}): {fix}")
+            problem = Problem(_arch_location(config, job.arch), message)
+            if problem not in problems:
+                problems.append(problem)
+    computed = {metric for job in jobs for metric in job.metrics}
+    for metric in config.metric_options:
+        if metric not in computed:
+            problems.append(Problem(("metric_options", metric), (
+                f"metric {metric!r} is computed by no job of this suite (they compute: {_choices(computed) or 'none'}); "
+                f"add it to `metrics` or remove its options")))
     return problems
 
 
@@ -648,17 +771,14 @@ def _assigned_dataset(config: SuiteConfig, assignment: Mapping[str, Any]) -> Dat
     return config.dataset
 
 
-def _merge_tricks(*groups: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[tuple[str, tuple], ...]:
-    merged: dict[str, Mapping[str, Any]] = {}
-    for group in groups:
-        for name, options in group:
-            merged[name] = options
-    return tuple((name, freeze_options(dict(options))) for name, options in merged.items())
-
-
 def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: Catalogue) -> JobSpec:
     """One fully resolved JobSpec. Precedence (last wins): the objective's published defaults,
-    the suite's `train` block, the suite's per-objective override, the grid axes."""
+    the suite's `train` block, the suite's per-objective override, the grid axes.
+
+    A `tricks` list set at a level replaces the whole list of the levels below it (an empty list
+    removes every trick, the objective's published ones included). Then `spectral_norm`, taken from
+    the most specific level that sets it, adds the spectral-norm trick (true) or removes it (false).
+    """
     objective = assignment["objective"]
     arch = assignment["arch"]
     info = catalogue.objectives[objective]
@@ -668,7 +788,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     settings: dict[str, Any] = {
         "optimizer": info.optimizer, "lr_g": info.lr_g, "lr_d": info.lr_d, "betas": tuple(info.betas),
         "critic_steps": info.critic_steps, "batch_size": train.batch_size, "steps": train.steps,
-        "latent_dim": train.latent_dim, "tricks": None,
+        "latent_dim": train.latent_dim, "tricks": list(info.tricks), "spectral_norm": None,
     }
 
     def apply(source: Mapping[str, Any]) -> None:
@@ -679,14 +799,20 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
                 settings["lr_g"] = settings["lr_d"] = value
             elif key == "betas":
                 settings["betas"] = tuple(value)
+            elif key == "tricks":
+                settings["tricks"] = [_trick_parts(item) for item in value]
             else:
                 settings[key] = value
 
-    apply({k: getattr(train, k) for k in ("optimizer", "lr", "lr_g", "lr_d", "betas", "critic_steps")})
-    if train.tricks:
-        settings["tricks"] = train.tricks
+    apply({k: getattr(train, k) for k in ("optimizer", "lr", "lr_g", "lr_d", "betas", "critic_steps", "tricks",
+                                          "spectral_norm")})
     apply(override.model_dump(exclude={"options"}))
     apply({k: v for k, v in assignment.items() if k in AXIS_TRAIN_KEYS})
+    tricks = [(name, {**catalogue.tricks[name].option_defaults, **dict(options)}) for name, options in settings["tricks"]]
+    if settings["spectral_norm"] is False:
+        tricks = [(name, options) for name, options in tricks if name != SPECTRAL_NORM_TRICK]
+    elif settings["spectral_norm"] and SPECTRAL_NORM_TRICK not in [name for name, _ in tricks]:
+        tricks.append((SPECTRAL_NORM_TRICK, dict(catalogue.tricks[SPECTRAL_NORM_TRICK].option_defaults)))
 
     dataset = _assigned_dataset(config, assignment)
     data_info = catalogue.datasets[dataset.name]
@@ -695,9 +821,6 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     arch_info = catalogue.archs[arch]
     latent_dim = settings["latent_dim"] or arch_info.default_latent_dim(shape)
     objective_options = {**info.option_defaults, **override.options}
-    extra_tricks = [_trick_parts(item) for item in (settings["tricks"] or [])]
-    extra_tricks = [(name, {**catalogue.tricks[name], **options}) for name, options in extra_tricks]
-    default_tricks = [(name, {**catalogue.tricks[name], **dict(options)}) for name, options in info.tricks]
     kind = data_info.kind(dataset_options)
     metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(dataset.name, kind)
     job_metrics = tuple(dict.fromkeys([*metrics, *info.extra_metrics]))
@@ -718,12 +841,11 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         lr_g=float(settings["lr_g"]),
         lr_d=float(settings["lr_d"]),
         betas=(float(settings["betas"][0]), float(settings["betas"][1])),
-        tricks=_merge_tricks(default_tricks, extra_tricks),
+        tricks=tuple((name, freeze_options(options)) for name, options in tricks),
         metrics=job_metrics,
         metric_options=tuple((name, freeze_options(config.metric_options[name]))
                              for name in job_metrics if name in config.metric_options),
         eval_every=train.eval_every,
-        eval_samples=train.eval_samples,
         checkpoint_every=train.checkpoint_every,
         log_every=train.log_every,
         device=train.device,

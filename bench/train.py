@@ -29,12 +29,16 @@ from bench import data as data_lib
 from bench import nets
 from bench.metrics import EvalContext, get_evaluator
 from bench.objectives import Objective, bigan_qp_reconstruction, get_objective
-from bench.penalties import Trick, TrickInputs, get_trick
+from bench.penalties import TRICKS, Trick, TrickInputs, get_trick
 from bench.spec import JobSpec
 from bench.store import JobStore, MetricRow
 
 # evaluation noise is drawn in chunks of this many samples (bounded memory on any device)
 EVAL_CHUNK = 1024
+
+# the final samples saved with a finished job: a scatter of 2-D points, an 8 x 8 grid of images
+FINAL_POINTS = 2500
+FINAL_GRID_IMAGES = 64
 
 
 class Interrupted(Exception):
@@ -159,6 +163,17 @@ class PairGame:
 GAMES = {"sample": SampleGame, "pair": PairGame}
 
 
+def _refuse_per_sample_penalties_on_coupled_critic(spec: JobSpec, critic_options: dict[str, Any]) -> None:
+    """A penalty on per-sample gradients never runs on a critic whose output for one sample depends on
+    its batch-mates (suites are refused at load for this; a spec built by hand is refused here)."""
+    couplings = nets.critic_sample_coupling(spec.arch, critic_options)
+    needing = [name for name, _ in spec.tricks if TRICKS.get(name).needs_per_sample_gradients]
+    if couplings and needing:
+        found = ", ".join(f"{c.option}={c.value!r}" for c in couplings)
+        raise ValueError(f"trick {needing[0]!r} needs per-sample critic gradients; the {spec.arch!r} critic has "
+                         f"{found}, so each sample's output depends on its batch-mates")
+
+
 class Job:
     """Everything one job needs, built from its JobSpec."""
 
@@ -174,6 +189,7 @@ class Job:
         for trick in self.tricks:
             self.generator_options.update(trick.generator_options())
             self.critic_options.update(trick.critic_options())
+        _refuse_per_sample_penalties_on_coupled_critic(spec, self.critic_options)
         self.game = GAMES[self.objective.critic_input](self)
         self.generator, self.critic = self.game.generator, self.game.critic
         generator_params = [p for module in self.game.generator_side for p in module.parameters()]
@@ -288,12 +304,9 @@ class Job:
         return values
 
     def _metric_options(self, evaluator: Any) -> dict[str, Any]:
-        """The suite's options for this evaluator; `samples` defaults to the spec's eval_samples."""
-        options: dict[str, Any] = {}
-        if "samples" in evaluator.option_defaults:
-            options["samples"] = self.spec.eval_samples
-        options.update(dict(self.spec.metric_options).get(evaluator.name, ()))
-        return options
+        """The suite's options for this evaluator, as given: whatever they leave out (the number of
+        samples included) takes the evaluator's own default, its protocol's."""
+        return dict(dict(self.spec.metric_options).get(evaluator.name, ()))
 
     def weights_finite(self) -> bool:
         modules = [*self.game.generator_side, self.critic]
@@ -341,7 +354,8 @@ class Job:
 
 
 def _save_samples(job: Job, store: JobStore) -> list[Path]:
-    """Final samples: points (.npy + scatter .png) for 2-D data, an image grid (.png) otherwise."""
+    """Final samples: FINAL_POINTS points (.npy + scatter .png) for 2-D data, a grid of FINAL_GRID_IMAGES
+    images (.png) otherwise; the counts are fixed, whatever the metrics draw."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +363,8 @@ def _save_samples(job: Job, store: JobStore) -> list[Path]:
 
     samples_dir = store.samples_dir
     samples_dir.mkdir(parents=True, exist_ok=True)
-    points = job.sample(min(job.spec.eval_samples, 2500)).float().cpu()
+    count = FINAL_POINTS if len(job.source.shape) == 1 else FINAL_GRID_IMAGES
+    points = job.sample(count).float().cpu()
     written = []
     if points.dim() == 2:
         np.save(samples_dir / "final.npy", points.numpy())
@@ -367,7 +382,7 @@ def _save_samples(job: Job, store: JobStore) -> list[Path]:
     else:
         from bench.vision import torchvision
 
-        grid = torchvision().utils.make_grid(points[:64], nrow=8, normalize=True, value_range=(-1, 1))
+        grid = torchvision().utils.make_grid(points, nrow=8, normalize=True, value_range=(-1, 1))
         figure = plt.figure(figsize=(4, 4), dpi=100)
         plt.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         plt.axis("off")

@@ -35,7 +35,7 @@ def job_spec(objective: str, arch: str, seed: int, suite: str) -> JobSpec:
         suite=suite, dataset="ring8", dataset_options=(), objective=objective, objective_options=(),
         arch=arch, arch_options=(), seed=seed, steps=STEPS, batch_size=256, latent_dim=2, critic_steps=1,
         optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), tricks=(), metrics=("modes",),
-        metric_options=(), eval_every=STEPS // EVALS, eval_samples=2000, checkpoint_every=STEPS,
+        metric_options=(), eval_every=STEPS // EVALS, checkpoint_every=STEPS,
         log_every=STEPS // EVALS, device="cpu", deterministic=True, eval_precision="float32",
     )
 

@@ -39,7 +39,7 @@ def spec_for(dataset, dataset_options, arch, arch_options, objective, batch_size
         "dataset": {"name": dataset, "options": dataset_options},
         "grid": {"objective": [objective], "arch": [arch], "seed": [0]},
         "train": {"steps": 200, "batch_size": batch_size, "eval_every": 100, "checkpoint_every": 100,
-                  "log_every": 50, "eval_samples": 500, "device": device, **train},
+                  "log_every": 50, "device": device, **train},
         "archs": {arch: arch_options},
         "metrics": [],
     }
@@ -88,7 +88,7 @@ def main() -> None:
         timed = replace(spec, **changes)
         print(f"{label}: {steps_per_second(timed, data_root=root, cache_dir=root, steps=args.steps):.1f} steps/s")
     for precision in ("float32", "bf16"):
-        job = Job(replace(spec, eval_precision=precision, eval_samples=10000), data_root=root, cache_dir=root)
+        job = Job(replace(spec, eval_precision=precision), data_root=root, cache_dir=root)
         job.sample(1000)
         torch.cuda.synchronize()
         started = time.perf_counter()

@@ -22,9 +22,10 @@ TINY_SUITE = {
     "dataset": {"name": "ring8"},
     "grid": {"objective": ["nsgan", "rsgan"], "arch": ["mlp"], "seed": [0]},
     "train": {
-        "steps": 60, "batch_size": 64, "eval_every": 20, "eval_samples": 500,
+        "steps": 60, "batch_size": 64, "eval_every": 20,
         "checkpoint_every": 20, "log_every": 10, "lr": 1.0e-3,
     },
+    "metric_options": {"mixture-modes": {"samples": 500}},
     "archs": {"mlp": {"width": 32, "depth": 2}},
     "executor": {"name": "debug"},
 }

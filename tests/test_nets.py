@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -21,13 +22,14 @@ from bench.nets import (
     build_encoder,
     build_generator,
     build_pair_critic,
+    critic_sample_coupling,
     default_latent_dim,
     list_archs,
     parameter_count,
 )
 from bench.registry import UnknownNameError
 
-SMALL = {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4}, "resnet": {"width": 8}}
+SMALL = {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4}, "resnet": {"width": 8}, "standard-cnn": {"width": 4}}
 CASES = [
     ("mlp", (2,)),
     ("dcgan", (1, 28, 28)),
@@ -38,8 +40,11 @@ CASES = [
     ("resnet", (1, 32, 32)),
     ("resnet", (3, 32, 32)),
     ("resnet", (3, 64, 64)),
+    ("standard-cnn", (1, 32, 32)),
+    ("standard-cnn", (3, 32, 32)),
 ]
 RESNET_32 = CASES[7]
+STANDARD_CNN_32 = CASES[10]
 VARIANTS = [
     {},
     {"spectral_norm": True, "minibatch_discrimination": True, "minibatch_kernels": 4, "norm": "virtual-batch"},
@@ -48,7 +53,7 @@ VARIANTS = [
 
 
 def test_registry_lists_every_arch() -> None:
-    assert [name for name, _ in list_archs()] == ["mlp", "dcgan", "resnet"]
+    assert [name for name, _ in list_archs()] == ["mlp", "dcgan", "resnet", "standard-cnn"]
     assert all(description for _, description in list_archs())
 
 
@@ -76,7 +81,7 @@ def test_forward_shapes(arch: str, shape: tuple[int, ...], variant: int) -> None
     assert pair.features(x, z).shape[0] == batch
 
 
-@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2], RESNET_32])
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[2], RESNET_32, STANDARD_CNN_32])
 @pytest.mark.parametrize("options", [{}, {"spectral_norm": True, "minibatch_discrimination": True}])
 def test_features_then_head_is_forward(arch: str, shape: tuple[int, ...], options: dict) -> None:
     torch.manual_seed(0)
@@ -89,7 +94,7 @@ def test_features_then_head_is_forward(arch: str, shape: tuple[int, ...], option
     assert_close(pair.head(pair.features(x, z)), pair(x, z))
 
 
-@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[1], RESNET_32])
+@pytest.mark.parametrize("arch,shape", [CASES[0], CASES[1], RESNET_32, STANDARD_CNN_32])
 def test_spectral_norm_parametrises_every_critic_layer_and_drops_batch_norm(arch: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     options = {**SMALL[arch], "spectral_norm": True, "critic_norm": "batch"}
@@ -166,7 +171,7 @@ def test_dcgan_weights_follow_the_tutorials_init() -> None:
     assert float((norm - 1).abs().max()) < 0.1 and float(norm.std()) > 0.005
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("arch", ["dcgan", "resnet", "standard-cnn"])
 def test_same_seed_gives_identical_networks_and_another_seed_does_not(arch: str) -> None:
     def build(seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)
@@ -347,6 +352,10 @@ def test_option_defaults_and_latent_dims() -> None:
         "minibatch_discrimination": False, "minibatch_kernels": 100, "minibatch_kernel_dims": 5,
     }
     assert default_latent_dim("resnet", (3, 32, 32)) == 128
+    assert arch_option_defaults("standard-cnn") == {
+        "width": 64, "spectral_norm_head": True, "norm": "batch", "critic_norm": "batch", "spectral_norm": False,
+        "minibatch_discrimination": False, "minibatch_kernels": 100, "minibatch_kernel_dims": 5,
+    }
 
 
 def test_unknown_option_names_it_and_lists_valid_ones_with_defaults() -> None:
@@ -395,6 +404,8 @@ def test_unknown_arch_lists_valid_names() -> None:
         ("resnet", (2, 32, 32), r"resnet takes 1 or 3 channels; got 2 in \(2, 32, 32\)"),
         ("resnet", (3, 48, 48),
          r"resnet takes 28, 32 \(SNGAN's CIFAR-10 setting\) or 64 px images; got 48 px in \(3, 48, 48\)"),
+        ("standard-cnn", (3, 28, 28), r"standard-cnn takes 32 \(CIFAR-10's size\) px images; got 28 px in \(3, 28, 28\)"),
+        ("standard-cnn", (2, 32, 32), r"standard-cnn takes 1 or 3 channels; got 2 in \(2, 32, 32\)"),
     ],
 )
 def test_arch_supports_reasons(arch: str, shape: tuple[int, ...], reason: str) -> None:
@@ -415,3 +426,107 @@ def test_bad_sizes_are_refused() -> None:
 def test_registry_refuses_a_duplicate_arch() -> None:
     with pytest.raises(ValueError, match="architecture 'mlp' is already registered"):
         ARCHS.register("mlp", ARCHS.get("mlp"))
+
+
+def test_standard_cnn_parameter_counts_and_shapes() -> None:
+    """The SNGAN paper's standard CNN as the RGAN code (`--arch 1`) builds it, at its sizes: G z 128 -> dense
+    4x4x512 -> deconv4 s2 256, 128, 64 (each BN, ReLU) -> conv3 3 -> tanh; D conv3 64, conv4 s2 64, conv3 128,
+    conv4 s2 128, conv3 256, conv4 s2 256, conv3 512 -> dense 1. Every layer has a bias."""
+    torch.manual_seed(0)
+    generator = build_generator("standard-cnn", data_shape=(3, 32, 32), latent_dim=128, options={})
+    dense = 128 * 4 * 4 * 512 + 4 * 4 * 512
+    deconvs = (512 * 256 + 256 * 128 + 128 * 64) * 4 * 4 + 256 + 128 + 64
+    batch_norms = 2 * (256 + 128 + 64)
+    output = _conv_parameters(64, 3, 3)
+    assert dense + deconvs + batch_norms + output == 3_812_355
+    assert parameter_count(generator) == 3_812_355
+    convs = (_conv_parameters(3, 64, 3) + _conv_parameters(64, 64, 4) + _conv_parameters(64, 128, 3)
+             + _conv_parameters(128, 128, 4) + _conv_parameters(128, 256, 3) + _conv_parameters(256, 256, 4)
+             + _conv_parameters(256, 512, 3))
+    head = 512 * 4 * 4 + 1
+    critic_norms = 2 * (64 + 64 + 128 + 128 + 256 + 256)  # batch norm after the first six convs, without spectral norm
+    assert convs + head == 2_935_873
+    spectral = build_critic("standard-cnn", data_shape=(3, 32, 32), critic_outputs=1, options={"spectral_norm": True})
+    plain = build_critic("standard-cnn", data_shape=(3, 32, 32), critic_outputs=1, options={})
+    assert parameter_count(spectral) == 2_935_873
+    assert parameter_count(plain) == 2_935_873 + critic_norms == 2_937_665
+    z = torch.randn(2, 128)
+    x = generator(z).detach()
+    assert x.shape == (2, 3, 32, 32) and float(x.abs().max()) <= 1
+    # the critic's maps: 32 (conv3), 16 (conv4 s2), 16, 8, 8, 4, 4 px
+    sizes, h = [], x
+    for layer in spectral.trunk:
+        h = layer(h)
+        if isinstance(layer, nn.Conv2d):
+            sizes.append((layer.out_channels, h.shape[-1], layer.kernel_size[0], layer.stride[0]))
+    assert sizes == [(64, 32, 3, 1), (64, 16, 4, 2), (128, 16, 3, 1), (128, 8, 4, 2), (256, 8, 3, 1), (256, 4, 4, 2),
+                     (512, 4, 3, 1)]
+    assert spectral(x).shape == (2,)
+    assert {m.negative_slope for m in spectral.modules() if isinstance(m, nn.LeakyReLU)} == {0.1}
+    norms = [m for m in plain.trunk if isinstance(m, nn.BatchNorm2d)]
+    assert [m.num_features for m in norms] == [64, 64, 128, 128, 256, 256]
+    assert default_latent_dim("standard-cnn", (3, 32, 32)) == 128
+
+
+def test_standard_cnn_output_layer_spectral_norm_is_an_option() -> None:
+    options = {"width": 4, "spectral_norm": True}
+    with_head = build_critic("standard-cnn", data_shape=(3, 32, 32), critic_outputs=1, options=options)
+    without_head = build_critic("standard-cnn", data_shape=(3, 32, 32), critic_outputs=1,
+                                options={**options, "spectral_norm_head": False})
+    assert parametrize.is_parametrized(with_head.head.linear, "weight")
+    assert not parametrize.is_parametrized(without_head.head.linear, "weight")
+    assert all(parametrize.is_parametrized(m, "weight") for m in without_head.trunk if isinstance(m, nn.Conv2d))
+
+
+def test_standard_cnn_follows_the_rgan_codes_init() -> None:
+    torch.manual_seed(0)
+    generator = build_generator("standard-cnn", data_shape=(3, 32, 32), latent_dim=128, options={})
+    deconv = generator.net[2].weight.detach()  # ConvTranspose2d(512, 256, 4): 2,097,152 draws of N(0, 0.02)
+    assert_close(deconv.mean(), torch.tensor(0.0), atol=1e-4, rtol=0)
+    assert_close(deconv.std(), torch.tensor(0.02), atol=1e-4, rtol=0)
+    norm = generator.net[3]
+    assert float((norm.weight.detach() - 1).abs().max()) < 0.1 and torch.equal(norm.bias, torch.zeros(256))
+    dense = generator.net[0].weight.detach()  # torch's default Linear init: U(+-1/sqrt(128))
+    assert float(dense.abs().max()) <= 1 / math.sqrt(128)
+
+
+def _gradient_of_first_sample(critic: nn.Module, state: dict, first: torch.Tensor, mates: torch.Tensor) -> torch.Tensor:
+    """grad_x of the critic's summed outputs at the first sample of the batch (first, *mates), in training mode,
+    from the same weights and spectral-norm vectors each time."""
+    critic.load_state_dict(state)
+    batch = torch.cat([first, mates]).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(critic(batch).sum(), batch)
+    return gradient[0]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet", "standard-cnn"])
+@pytest.mark.parametrize("options", [
+    {"critic_norm": "batch"}, {"critic_norm": "layer"}, {"critic_norm": "none"},
+    {"critic_norm": "batch", "spectral_norm": True},
+    {"critic_norm": "none", "minibatch_discrimination": True, "minibatch_kernels": 8},
+], ids=["batch", "layer", "none", "batch+spectral", "minibatch"])
+def test_per_sample_gradient_depends_on_batch_mates_exactly_when_coupling_says_so(arch: str, options: dict) -> None:
+    shape = {"mlp": (2,), "dcgan": (1, 32, 32), "resnet": (1, 32, 32), "standard-cnn": (3, 32, 32)}[arch]
+    options = {**SMALL[arch], **options}
+    torch.manual_seed(0)
+    critic = build_critic(arch, data_shape=shape, critic_outputs=1, options=options).double().train()
+    state = copy.deepcopy(critic.state_dict())
+    first = torch.rand(1, *shape, dtype=torch.float64) * 2 - 1
+    mates_a = torch.rand(3, *shape, dtype=torch.float64) * 2 - 1
+    mates_b = torch.rand(3, *shape, dtype=torch.float64) * 0.5
+    with_a = _gradient_of_first_sample(critic, state, first, mates_a)
+    with_b = _gradient_of_first_sample(critic, state, first, mates_b)
+    couplings = critic_sample_coupling(arch, options)
+    if couplings:
+        assert float((with_a - with_b).norm() / with_a.norm()) > 0.1  # batch norm: 1.2 to 2.2, minibatch: 0.5 to 0.7
+    else:
+        assert_close(with_a, with_b)
+
+
+def test_critic_sample_coupling_names_the_option_and_its_independent_values() -> None:
+    (batch,) = critic_sample_coupling("dcgan", {})
+    assert (batch.option, batch.value, batch.independent) == ("critic_norm", "batch", ("layer", "none"))
+    assert critic_sample_coupling("dcgan", {"spectral_norm": True}) == []
+    assert critic_sample_coupling("mlp", {}) == []
+    (minibatch,) = critic_sample_coupling("mlp", {"minibatch_discrimination": True})
+    assert (minibatch.option, minibatch.value, minibatch.independent) == ("minibatch_discrimination", True, (False,))

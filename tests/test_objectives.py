@@ -91,6 +91,7 @@ EXPECTED = {
     ),
     "lsgan": ((0.5 * (C_REAL - 1) ** 2).mean() + (0.5 * C_FAKE**2).mean(), (0.5 * (C_FAKE - 1) ** 2).mean()),
     "hinge": (relu(1 - C_REAL).mean() + relu(1 + C_FAKE).mean(), -C_FAKE.mean()),
+    "sngan": (relu(1 - C_REAL).mean() + relu(1 + C_FAKE).mean(), -C_FAKE.mean()),
     "wgan": (C_FAKE.mean() - C_REAL.mean(), -C_FAKE.mean()),
     "wgan-gp": (C_FAKE.mean() - C_REAL.mean(), -C_FAKE.mean()),
     **{f"fgan-{short}": _fgan_expected(short, "practical") for short in F_TABLE},
@@ -293,6 +294,11 @@ def test_published_recipes() -> None:
     r3gan = get_objective("r3gan").defaults
     assert r3gan.tricks == (("r1", {"gamma": 0.05}), ("r2", {"gamma": 0.05}))
     assert get_objective("realness").defaults.tricks == (("spectral-norm", {}),)
+    # plain hinge has no constraint; SNGAN is hinge + spectral norm with chainer-gan-lib's standard-CNN optimiser
+    assert get_objective("hinge").defaults == TrainingDefaults()
+    assert get_objective("sngan").defaults == TrainingDefaults(
+        optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), critic_steps=1, tricks=(("spectral-norm", {}),)
+    )
     assert get_objective("nsgan").defaults == TrainingDefaults()
     assert get_objective("gan-qp").defaults.critic_steps == 2
 

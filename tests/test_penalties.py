@@ -178,3 +178,9 @@ def test_unknown_trick_and_option_errors() -> None:
 def test_bad_option_values(name: str, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         get_trick(name, **options)
+
+
+def test_the_penalties_on_per_sample_gradients_declare_it() -> None:
+    declared = {name for name, entry in TRICKS.items() if entry.needs_per_sample_gradients}
+    assert declared == {"gradient-penalty", "r1", "r2"}
+

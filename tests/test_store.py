@@ -43,7 +43,6 @@ def make_spec(**overrides) -> JobSpec:
         metrics=("mixture-modes",),
         metric_options=(),
         eval_every=50,
-        eval_samples=500,
         checkpoint_every=50,
         log_every=10,
         device="cpu",

@@ -3,7 +3,9 @@ job ids, precedence of settings."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,7 @@ def test_every_problem_of_a_bad_suite_in_one_error(catalogue) -> None:
         load_suite(DATA / "bad_suite.yaml", catalogue)
     message = str(caught.value).replace(str(DATA), "tests/data")
     _golden(DATA / "bad_suite.expected", message + "\n")
-    assert len(caught.value.problems) == 12
+    assert len(caught.value.problems) == 14
 
 
 def test_bad_suite_exits_2_and_writes_nothing(tmp_path: Path) -> None:
@@ -44,7 +46,7 @@ def test_bad_suite_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_bench(["run", str(bad)], tmp_path)
     assert result.returncode == 2
-    assert "12 problems" in result.stderr
+    assert "14 problems" in result.stderr
     assert "line 6: grid.objective[1]: unknown objective 'foogan'" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results/, no mlflow.db
 
@@ -81,9 +83,11 @@ def _grid_table(suite) -> str:
     lines = []
     for job in suite.jobs:
         flat = job.flat()
+        metric_options = json.dumps(job.to_dict()["metric_options"], sort_keys=True, separators=(",", ":"))
         lines.append(" ".join(f"{key}={flat[key]}" for key in
                               ("dataset", "objective", "arch", "seed", "critic_steps", "optimizer", "lr_g", "lr_d",
-                               "betas", "tricks", "steps", "batch_size")) + f" id={job.job_id}")
+                               "betas", "tricks", "steps", "batch_size", "metrics"))
+                     + f" metric_options={metric_options} id={job.job_id}")
     return "\n".join(lines) + f"\n{len(suite.jobs)} jobs\n"
 
 
@@ -128,7 +132,7 @@ def test_job_id_is_stable_and_ignores_suite_name(catalogue) -> None:
     assert [j.job_id for j in first] == [j.job_id for j in renamed]
     assert len({j.job_id for j in first}) == len(first)
     # pinned: the same spec has the same id on any machine
-    assert first[0].job_id == "9bb6671a0905"
+    assert first[0].job_id == "02dc1e2ed4d5"
 
 
 def test_dry_run_prints_the_grid(tiny_suite: Path, tmp_path: Path) -> None:
@@ -146,23 +150,100 @@ def test_a_grid_axis_over_tricks(catalogue) -> None:
                  "tricks": [[], ["feature-matching"], [{"name": "r1", "options": {"gamma": 1.0}}]]},
     })
     jobs = parse_suite(text, catalogue).jobs
+    # each value of the axis is the job's whole list: it replaces the objective's own penalty too
     assert [(j.objective, j.tricks) for j in jobs] == [
         ("nsgan", ()),
         ("nsgan", (("feature-matching", (("weight", 1.0),)),)),
         ("nsgan", (("r1", (("gamma", 1.0),)),)),
-        # the objective's own penalty stays; the axis adds to it
-        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)),)),
-        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)), ("feature-matching", (("weight", 1.0),)))),
-        ("wgan-gp", (("gradient-penalty", (("weight", 10.0),)), ("r1", (("gamma", 1.0),)))),
+        ("wgan-gp", ()),
+        ("wgan-gp", (("feature-matching", (("weight", 1.0),)),)),
+        ("wgan-gp", (("r1", (("gamma", 1.0),)),)),
     ]
+    assert len({j.job_id for j in jobs}) == 6
 
 
 def test_metric_options_are_checked_and_reach_the_spec(tmp_path: Path, catalogue) -> None:
     bad = write_suite(tmp_path, {"metric_options": {"mixture-modes": {"sampels": 10}}})
+    valid = ", ".join(sorted(catalogue.metrics["mixture-modes"].option_defaults))
     with pytest.raises(SuiteError, match=r"metric_options.mixture-modes.sampels: metric 'mixture-modes' has no "
-                                         r"option 'sampels'; valid: min_share, quality_sigmas, samples"):
+                                         rf"option 'sampels'; valid: {re.escape(valid)}$"):
         load_suite(bad, catalogue)
     good = write_suite(tmp_path, {"metric_options": {"mixture-modes": {"samples": 10}}}, name="good.yaml")
     (job, _) = load_suite(good, catalogue).jobs
     assert job.metric_options == (("mixture-modes", (("samples", 10),)),)
     assert job.flat()["metric.mixture-modes.samples"] == "10"
+
+
+def test_eval_samples_is_refused_naming_its_replacement(tmp_path: Path, catalogue) -> None:
+    path = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "eval_samples": 2500}})
+    with pytest.raises(SuiteError, match=(
+            r"tiny.yaml: 1 problem\n  line \d+: train.eval_samples: no longer a key: each metric draws the sample "
+            r"count of its own protocol; set a count for one metric with metric_options.<metric>.samples, e.g. "
+            r"metric_options: \{mixture-modes: \{samples: 2500\}\}$")):
+        load_suite(path, catalogue)
+
+
+DIGITS_32 = {"dataset": {"name": "digits", "options": {"resolution": 32}}, "metric_options": {}}
+
+
+@pytest.mark.parametrize(("objective", "tricks"), [("wgan-gp", "trick 'gradient-penalty' needs"),
+                                                 ("r3gan", "tricks 'r1' and 'r2' need")])
+def test_a_per_sample_penalty_on_a_batch_norm_critic_is_refused_with_the_fix(
+        tmp_path: Path, catalogue, objective: str, tricks: str) -> None:
+    grid = {"objective": [objective], "arch": ["dcgan"], "seed": [0]}
+    path = write_suite(tmp_path, {**DIGITS_32, "grid": grid, "archs": {"dcgan": {"width": 4}}})
+    message = (rf"tiny.yaml: 1 problem\n  line \d+: archs.dcgan: {tricks} per-sample critic gradients; "
+               r"arch 'dcgan' has critic_norm 'batch', so each sample's critic output depends on its batch-mates "
+               rf"\(objective '{objective}'\): set archs: \{{dcgan: \{{critic_norm: layer\}}\}} or 'none'$")
+    with pytest.raises(SuiteError, match=message):
+        load_suite(path, catalogue)
+    # the fix the message names, either value, loads; so does spectral norm, which drops the batch norm
+    for change in ({"archs": {"dcgan": {"width": 4, "critic_norm": "layer"}}},
+                   {"archs": {"dcgan": {"width": 4, "critic_norm": "none"}}},
+                   {"archs": {"dcgan": {"width": 4}}, "train": {**TINY_SUITE["train"], "spectral_norm": True}}):
+        fixed = write_suite(tmp_path, {**DIGITS_32, "grid": grid, **change}, name="fixed.yaml")
+        (job,) = load_suite(fixed, catalogue).jobs
+        published = {"wgan-gp": ["gradient-penalty"], "r3gan": ["r1", "r2"]}[objective]
+        assert [name for name, _ in job.tricks] == published + (["spectral-norm"] if "train" in change else [])
+
+
+def test_a_per_sample_penalty_with_minibatch_discrimination_names_the_trick_to_remove(tmp_path: Path, catalogue) -> None:
+    path = write_suite(tmp_path, {"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]},
+                                  "train": {**TINY_SUITE["train"], "tricks": ["minibatch-discrimination", "r1"]}})
+    with pytest.raises(SuiteError, match=r"archs.mlp: trick 'r1' needs per-sample critic gradients; arch 'mlp' has "
+                                         r"minibatch_discrimination true, .* \(objective 'nsgan'\): remove trick "
+                                         r"'minibatch-discrimination'$"):
+        load_suite(path, catalogue)
+
+
+def test_penalties_without_per_sample_gradients_run_on_a_batch_norm_critic(tmp_path: Path, catalogue) -> None:
+    grid = {"objective": ["wgan", "nsgan"], "arch": ["dcgan"], "seed": [0]}
+    path = write_suite(tmp_path, {**DIGITS_32, "grid": grid, "archs": {"dcgan": {"width": 4}},
+                                  "objectives": {"nsgan": {"tricks": ["feature-matching", "label-smoothing"]}}})
+    wgan, nsgan = load_suite(path, catalogue).jobs
+    assert [name for name, _ in wgan.tricks] == ["weight-clipping"]
+    assert [name for name, _ in nsgan.tricks] == ["feature-matching", "label-smoothing"]
+    assert dict(wgan.arch_options)["critic_norm"] == "batch"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"metric_options": {"fidelity-classifier": {"samples": 100}}},
+         (r"metric_options.fidelity-classifier: metric 'fidelity-classifier' is computed by no job of this suite "
+          r"\(they compute: mixture-modes\); add it to `metrics` or remove its options$")),
+        ({"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0], "spectral_norm": [True, "yes"]}},
+         r"grid.spectral_norm\[1\]: each value of the spectral_norm axis is true or false, got 'yes'$"),
+        ({"train": {**TINY_SUITE["train"], "tricks": ["r1", {"name": "r1", "options": {"gamma": 1.0}}]}},
+         r"train.tricks\[1\]: trick 'r1' is listed twice$"),
+        ({"include": [{"objective": "rsgan", "tricks": ["r3"]}]},
+         r"include\[0\].tricks\[0\]: unknown trick 'r3'; valid: feature-matching, gradient-penalty"),
+        ({"archs": {"mlp": {"width": 32, "spectral_norm": True}}},
+         (r"archs.mlp.spectral_norm: spectral norm is chosen per job, not per arch: set `spectral_norm: true` or "
+          r"`false` under train, objectives.<name> or as a grid axis \(the job's tricks then list spectral-norm\)$")),
+    ],
+)
+def test_recipe_problems_are_named(tmp_path: Path, catalogue, change: dict, expected: str) -> None:
+    path = write_suite(tmp_path, change)
+    with pytest.raises(SuiteError, match=r"1 problem\n  line \d+: " + expected):
+        load_suite(path, catalogue)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -32,23 +33,31 @@ def catalogue():
 
 
 def _spec(catalogue, **grid_and_settings):
-    """One JobSpec from TINY_SUITE with `dataset`, `objective`, `arch` and train settings replaced."""
+    """One JobSpec from TINY_SUITE with `dataset`, `objective`, `arch` and train settings replaced.
+
+    A critic that batch-normalises gets layer norm instead when the objective's published tricks
+    penalise per-sample gradients (suites refuse that pairing)."""
     dataset = grid_and_settings.pop("dataset", "ring8")
     dataset_options = grid_and_settings.pop("dataset_options", {})
     metrics = grid_and_settings.pop("metrics", None)
+    objective = grid_and_settings.pop("objective", "nsgan")
+    per_sample = any(catalogue.tricks[name].needs_per_sample_gradients for name, _ in catalogue.objectives[objective].tricks)
+    critic_norm = {"critic_norm": "layer"} if per_sample else {}
     suite = {
         **TINY_SUITE,
         "dataset": {"name": dataset, "options": dataset_options},
-        "grid": {"objective": [grid_and_settings.pop("objective", "nsgan")],
-                 "arch": [grid_and_settings.pop("arch", "mlp")], "seed": [0]},
+        "grid": {"objective": [objective], "arch": [grid_and_settings.pop("arch", "mlp")], "seed": [0]},
         "train": {**TINY_SUITE["train"], **grid_and_settings},
-        "archs": {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4},
+        "archs": {"mlp": {"width": 16, "depth": 2}, "dcgan": {"width": 4, **critic_norm},
                   # SNGAN's sum-pooled critic starts at logits of tens on digits, where tanh (fgan-tv) has no
                   # gradient at all; the mean (Gulrajani et al.'s pooling) keeps every objective's first step alive
-                  "resnet": {"width": 8, "pooling": "mean"}},
+                  "resnet": {"width": 8, "pooling": "mean"},
+                  "standard-cnn": {"width": 4, **critic_norm}},
     }
     if metrics is not None:
         suite["metrics"] = metrics
+    if metrics is not None or dataset not in ("ring8", "grid25"):
+        suite["metric_options"] = {}
     (spec,) = parse_suite(yaml.safe_dump(suite), catalogue).jobs
     return spec
 
@@ -65,7 +74,7 @@ SMOKE_DATASETS = {
 SMOKE_CASES = [("mlp", "ring8", SMOKE_DATASETS["ring8"]), ("mlp", "grid25", SMOKE_DATASETS["grid25"]),
                ("dcgan", "digits", SMOKE_DATASETS["digits"]), ("dcgan", "mnist", SMOKE_DATASETS["mnist"]),
                ("dcgan", "stacked-mnist", SMOKE_DATASETS["stacked-mnist"]),
-               ("resnet", "digits", {"resolution": 32})]
+               ("resnet", "digits", {"resolution": 32}), ("standard-cnn", "digits", {"resolution": 32})]
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES.names())
@@ -84,12 +93,13 @@ def test_one_training_step_of_every_objective_arch_dataset(catalogue, tmp_path, 
 
 
 def test_every_registered_arch_and_dataset_is_in_the_smoke_test() -> None:
-    assert set(ARCHS.names()) == {arch for arch, _, _ in SMOKE_CASES} == {"mlp", "dcgan", "resnet"}
+    assert set(ARCHS.names()) == {arch for arch, _, _ in SMOKE_CASES} == {"mlp", "dcgan", "resnet", "standard-cnn"}
     # cifar10 and image-folder need files on disk: their loading is tested in tests/test_data.py,
     # and their shapes go through the same dcgan and resnet paths as the datasets above
     assert set(DATASETS.names()) - set(SMOKE_DATASETS) == {"cifar10", "image-folder"}
     assert arch_supports("dcgan", (3, 32, 32)) is None
     assert arch_supports("resnet", (3, 32, 32)) is None
+    assert arch_supports("standard-cnn", (3, 32, 32)) is None
 
 
 def test_bigan_qp_stop_gradients(catalogue, tmp_path) -> None:
@@ -137,7 +147,11 @@ def test_same_spec_twice_gives_identical_metrics(catalogue, tmp_path) -> None:
     first, second = _values(files[0]), _values(files[1])
     assert len(first) > 10
     pd.testing.assert_frame_equal(first, second)
-    assert set(first["metric"]) == {"loss_d", "loss_g", "modes_covered", "high_quality_fraction", "mode_kl"}
+    from bench.metrics import get_evaluator
+
+    mixture_metrics = {info.name for info in get_evaluator("mixture-modes").metrics}
+    assert {"modes_covered", "high_quality_fraction", "mode_kl"} <= mixture_metrics
+    assert set(first["metric"]) == {"loss_d", "loss_g"} | mixture_metrics
 
 
 def test_stop_request_checkpoints_and_resume_matches(catalogue, tmp_path) -> None:
@@ -298,3 +312,60 @@ def test_bf16_evaluation_samples_are_float32_and_close(catalogue, tmp_path) -> N
     assert b.dtype == torch.float32
     assert not torch.equal(a, b)  # bfloat16 really was used
     torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+
+
+def _count_samples(job: Job) -> list[int]:
+    """Record the count of every `job.sample(count)` call."""
+    counts: list[int] = []
+    sample = job.sample
+
+    def counting(count: int) -> torch.Tensor:
+        counts.append(count)
+        return sample(count)
+
+    job.sample = counting
+    return counts
+
+
+def test_each_evaluator_draws_its_protocol_count_unless_the_suite_sets_one(catalogue, tmp_path) -> None:
+    # no metric_options: mixture-modes draws PacGAN's 2,500 samples
+    plain = Job(_spec(catalogue, metrics=["mixture-modes"]), data_root=tmp_path, cache_dir=tmp_path)
+    assert plain._metric_options(plain.evaluators[0]) == {}
+    counts = _count_samples(plain)
+    plain.evaluate()
+    assert counts == [2500]
+    # the suite's own count for that metric, and nothing else added
+    suite_set = Job(_spec(catalogue), data_root=tmp_path, cache_dir=tmp_path)
+    assert suite_set._metric_options(suite_set.evaluators[0]) == {"samples": 500}
+    counts = _count_samples(suite_set)
+    suite_set.evaluate()
+    assert counts == [500]
+
+
+@pytest.mark.parametrize(("arch", "dataset", "dataset_options", "count"),
+                         [("mlp", "ring8", {}, 2500), ("dcgan", "digits", {"resolution": 32}, 64)])
+def test_final_samples_have_a_fixed_count(catalogue, tmp_path, arch, dataset, dataset_options, count) -> None:
+    from bench.train import _save_samples
+
+    spec = _spec(catalogue, arch=arch, dataset=dataset, dataset_options=dataset_options)
+    job = Job(spec, data_root=tmp_path, cache_dir=tmp_path)
+    counts = _count_samples(job)
+    store = SuiteStore(tmp_path / "results").job(spec.job_id)
+    written = _save_samples(job, store)
+    assert counts == [count]
+    assert store.samples_dir / "final.png" in written
+    if arch == "mlp":
+        assert np.load(store.samples_dir / "final.npy").shape == (2500, 2)
+
+
+def test_a_hand_made_spec_with_a_penalty_on_a_batch_norm_critic_is_refused(catalogue, tmp_path) -> None:
+    from dataclasses import replace
+
+    from bench.spec import freeze_options
+
+    spec = _spec(catalogue, objective="wgan-gp", arch="dcgan", dataset="digits", dataset_options={"resolution": 32})
+    batch_norm = replace(spec, arch_options=freeze_options({**dict(spec.arch_options), "critic_norm": "batch"}))
+    with pytest.raises(ValueError, match=r"^trick 'gradient-penalty' needs per-sample critic gradients; the 'dcgan' "
+                                         r"critic has critic_norm='batch', so each sample's output depends on its "
+                                         r"batch-mates$"):
+        Job(batch_norm, data_root=tmp_path, cache_dir=tmp_path)
