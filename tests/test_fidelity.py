@@ -1,10 +1,14 @@
 """Image metrics through torch-fidelity: values against independent numpy/scipy computations, the
-real-feature cache (hits, and misses when the weights file changes), offline Inception weights."""
+real-feature cache (hits for the same content; misses when any real pixel or label, the weights file,
+the recipe or torch-fidelity changes), the protocol sample counts, offline Inception weights."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import math
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,10 +19,11 @@ import torch
 from sklearn.datasets import load_digits
 from torch.testing import assert_close
 
-from bench.metrics import EvalContext, get_evaluator
-from bench.metrics import fidelity
+from bench.metrics import EvalContext, fidelity, get_evaluator
 from bench.metrics.classifier import (
+    FEATURE_EXTRACTOR_NAME,
     LabelledImages,
+    classifier_file,
     feature_extractor_class,
     get_classifier,
     images_to_uint8,
@@ -72,10 +77,19 @@ def features_of(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return features.double().numpy(), model.head(features).double().numpy()
 
 
+def frechet_distance(real_f: np.ndarray, fake_f: np.ndarray) -> float:
+    """|mu_r - mu_f|^2 + tr(C_r + C_f - 2 (C_r C_f)^(1/2)) of two feature sets (n, d), in numpy/scipy."""
+    mu_r, mu_f = real_f.mean(0), fake_f.mean(0)
+    cov_r, cov_f = np.cov(real_f, rowvar=False), np.cov(fake_f, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_r @ cov_f).real
+    return float(((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * covmean))
+
+
 def test_metrics_against_themselves(digits):
     source, cache_dir, _ = digits
     values = get_evaluator("fidelity-classifier").evaluate(
-        context(source, source.images, cache_dir, samples=1500, real_samples=1500, kid_subsets=5, kid_subset_size=500)
+        context(source, source.images, cache_dir, samples=1500, real_split="train", kid_subsets=5,
+                kid_subset_size=500)
     )
     assert_close(values["fid_classifier"], 0.0, atol=1e-6, rtol=0)
     # every generated sample sits on a real one (distance 0 <= any k-NN radius), and vice versa
@@ -87,16 +101,13 @@ def test_metrics_equal_independent_computations(digits):
     fake = distorted(source.images)
     values = get_evaluator("fidelity-classifier").evaluate(
         # one KID subset holding every sample is a permutation of the full sets: deterministic
-        context(source, fake, cache_dir, samples=1500, real_samples=1500, kid_subsets=1, kid_subset_size=1500,
+        context(source, fake, cache_dir, samples=1500, real_split="train", kid_subsets=1, kid_subset_size=1500,
                 isc_splits=1, prc_neighborhood=3)
     )
     real_f, _ = features_of(model, source.images)
     fake_f, fake_logits = features_of(model, fake)
 
-    mu_r, mu_f = real_f.mean(0), fake_f.mean(0)
-    cov_r, cov_f = np.cov(real_f, rowvar=False), np.cov(fake_f, rowvar=False)
-    covmean = scipy.linalg.sqrtm(cov_r @ cov_f).real
-    fid = float(((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * covmean))
+    fid = frechet_distance(real_f, fake_f)
     assert fid > 1.0
     assert_close(values["fid_classifier"], fid, rtol=1e-4, atol=1e-4)
 
@@ -149,7 +160,8 @@ def test_real_features_are_extracted_once(digits, monkeypatch):
     source, cache_dir, _ = digits
     counter = Counter(monkeypatch, feature_extractor_class())
     # kid_subset_size defaults to min(1000, 100 generated, 300 real) = 100
-    ctx = context(source, distorted(source.images), cache_dir, samples=100, real_samples=300, kid_subsets=3)
+    ctx = context(source, distorted(source.images), cache_dir, samples=100, real_split="train", real_samples=300,
+                  kid_subsets=3)
     evaluator = get_evaluator("fidelity-classifier")
     first = evaluator.evaluate(ctx)
     assert counter.images() == 100 + 300
@@ -160,9 +172,113 @@ def test_real_features_are_extracted_once(digits, monkeypatch):
     assert any(re.fullmatch(r"digits-train-8px-n300-[0-9a-f]{16}-bench-classifier-stat-fid-features\.pt", n)
                for n in cached), cached
     # another real subset size is another cache entry
-    evaluator.evaluate(context(source, source.images, cache_dir, samples=100, real_samples=200, kid_subsets=3,
-                               kid_subset_size=50))
+    evaluator.evaluate(context(source, source.images, cache_dir, samples=100, real_split="train", real_samples=200,
+                               kid_subsets=3, kid_subset_size=50))
     assert counter.images() == 100 + 200
+
+
+# --- the real-feature cache key ----------------------------------------------------------------------
+
+
+def test_changed_real_images_are_not_served_stale_statistics(digits, monkeypatch, tmp_path):
+    """336 of 400 real images changed (all but the 64 evenly spaced ones a sampled fingerprint reads):
+    the real features are extracted again and FID is the Frechet distance of the new real features;
+    the same content in new tensors is served from the cache."""
+    base, cache_dir, model = digits
+    weights = classifier_file(base, cache_dir=cache_dir, seed=0)
+    real = LabelledImages("digits", base.images[:400], base.labels[:400], 10)
+    fake = base.images[400:800]  # other digits: close to the real set before the change
+    sampled = set(torch.linspace(0, 399, 64).long().tolist())
+    changed_index = torch.tensor([i for i in range(400) if i not in sampled])
+    assert len(changed_index) == 336
+    changed_images = real.images.clone()
+    changed_images[changed_index] = real.images[changed_index].flip(-1)  # mirrored
+    changed = LabelledImages("digits", changed_images, real.labels, 10)
+    options = {**fidelity.CLASSIFIER_DEFAULTS, "real_split": "train", "kid_subsets": 1, "isc_splits": 1}
+
+    def fid(source: LabelledImages) -> float:
+        result = fidelity.fidelity_metrics(
+            fake, source, extractor=FEATURE_EXTRACTOR_NAME, weights_file=weights, extractor_recipe="recipe",
+            rgb=False, cache_dir=tmp_path, device=torch.device("cpu"), options=options,
+            evaluator_name="fidelity-classifier",
+        )
+        return result[torch_fidelity().KEY_METRIC_FID]
+
+    fake_f = features_of(model, fake)[0]
+    counter = Counter(monkeypatch, feature_extractor_class())
+    first = fid(real)
+    assert counter.images() == 400 + 400
+    assert_close(first, frechet_distance(features_of(model, real.images)[0], fake_f), rtol=1e-4, atol=1e-4)
+
+    second = fid(changed)
+    assert counter.images() == 400 + 400  # the real features were extracted again
+    expected = frechet_distance(features_of(model, changed_images)[0], fake_f)
+    assert_close(second, expected, rtol=1e-4, atol=1e-4)
+    assert second > 2 * first  # the stale value would have been far off (measured: 5.2 against 15.2)
+
+    same_content = LabelledImages("digits", changed_images.clone(), real.labels.clone(), 10)
+    assert fid(same_content) == second
+    assert counter.images() == 400  # generated only: the real features came from the cache
+
+
+def test_real_cache_key_covers_every_pixel_label_and_the_extractor(digits, monkeypatch):
+    source, cache_dir, _ = digits
+    weights = classifier_file(source, cache_dir=cache_dir, seed=0)
+    pixels, labels = images_to_uint8(source.images[:400]), source.labels[:400]
+
+    def name(**change) -> str:
+        given = {"split": "train", "pixels": pixels, "labels": labels, "rgb": False,
+                 "extractor": FEATURE_EXTRACTOR_NAME, "weights_file": weights, "extractor_recipe": "recipe-a"}
+        return fidelity.real_cache_name(source, **{**given, **change})[0]
+
+    reference = name()
+    assert name(pixels=pixels.clone(), labels=labels.clone()) == reference  # content, not identity
+    one_pixel = pixels.clone()
+    one_pixel[399, 0, 7, 7] += 1
+    swapped = labels.clone()
+    swapped[[0, 1]] = labels[[1, 0]]
+    assert labels[0] != labels[1]
+    names = [reference, name(pixels=one_pixel), name(labels=swapped), name(extractor_recipe="recipe-b"),
+             name(rgb=True), name(split="held-out"), name(pixels=pixels[:399], labels=labels[:399])]
+    assert len(set(names)) == len(names)
+    monkeypatch.setattr(fidelity, "torch_fidelity_version", lambda: "0.0.1")
+    assert name() != reference
+
+    monkeypatch.undo()
+    name_, key = fidelity.real_cache_name(source, split="train", pixels=pixels, labels=labels, rgb=False,
+                                          extractor=FEATURE_EXTRACTOR_NAME, weights_file=weights,
+                                          extractor_recipe="recipe-a")
+    assert name_ == reference and name_.startswith("digits-train-8px-n400-")
+    assert key["pixels_sha256"] == hashlib.sha256(b"torch.uint8(400, 1, 8, 8)" + pixels.numpy().tobytes()).hexdigest()
+    assert key["labels_sha256"] == hashlib.sha256(b"torch.int64(400,)" + labels.numpy().tobytes()).hexdigest()
+    assert key["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert key["torch_fidelity"] == importlib.metadata.version("torch-fidelity")
+
+
+# --- protocol sample counts ----------------------------------------------------------------------------
+
+
+def test_protocol_counts_are_the_defaults():
+    inception = get_evaluator("fidelity-inception").option_defaults
+    # RGAN's FID: 50,000 generated against all 50,000 CIFAR-10 training images
+    assert (inception["samples"], inception["real_split"], inception["real_samples"]) == (50000, "train", None)
+    classifier = get_evaluator("fidelity-classifier").option_defaults
+    assert (classifier["samples"], classifier["real_split"], classifier["real_samples"]) == (10000, "held-out", None)
+
+
+def test_real_reference_is_the_whole_split_by_default(digits, monkeypatch, tmp_path):
+    source, trained_cache, _ = digits
+    cache_dir = tmp_path / "cache"  # the trained classifier, no cached real features
+    shutil.copytree(trained_cache / "classifiers", cache_dir / "classifiers")
+    counter = Counter(monkeypatch, feature_extractor_class())
+    evaluator = get_evaluator("fidelity-classifier")
+    evaluator.evaluate(context(source, distorted(source.images), cache_dir, samples=100, kid_subsets=2))
+    assert counter.images() == 100 + 297  # every held-out image: the test split, 1797 - 1500
+    cached = [path.name for path in (cache_dir / "fidelity").glob("digits-held-out-8px-n297-*.json")]
+    assert len(cached) == 1
+    evaluator.evaluate(context(source, distorted(source.images), cache_dir, samples=100, kid_subsets=2,
+                               real_split="train"))
+    assert counter.images() == 100 + 1500  # every training image
 
 
 def test_options_are_checked(digits):
@@ -176,10 +292,15 @@ def test_options_are_checked(digits):
         "fidelity-classifier: kid_subset_size=100 exceeds the 20 generated or 300 real images; "
         "isc_splits=30 exceeds the 20 generated images"
     )):
-        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_samples=300, isc_splits=30,
-                                   kid_subset_size=100))
-    with pytest.raises(ValueError, match="option real_split='val'; valid: test, train"):
-        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_split="val"))
+        evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_split="train", real_samples=300,
+                                   isc_splits=30, kid_subset_size=100))
+    with pytest.raises(ValueError, match=re.escape(
+        "fidelity-classifier: option samples=0 must be a positive integer; option real_samples=2.5 must be a "
+        "positive integer or null (all); option real_split='val'; valid: held-out, test, train"
+    )):
+        evaluator.evaluate(context(source, source.images, cache_dir, samples=0, real_samples=2.5, real_split="val"))
+    with pytest.raises(ValueError, match=re.escape("fidelity-inception: option real_split='held-out'; valid: test, train")):
+        get_evaluator("fidelity-inception").evaluate(context(source, source.images, cache_dir, real_split="held-out"))
 
 
 def test_evaluators_are_registered_with_directions():
@@ -261,8 +382,8 @@ def test_inception_offline_cache_and_weights_key(tmp_path, monkeypatch):
     source = LabelledImages("digits", source.images[:2], source.labels[:2], 10)
     fake = distorted(source.images)
     counter = Counter(monkeypatch, torch_fidelity().FeatureExtractorInceptionV3)
-    options = dict(samples=2, real_samples=2, isc_splits=1, kid_subsets=1, kid_subset_size=2, prc_neighborhood=1,
-                   batch_size=2)
+    options = {"samples": 2, "real_samples": 2, "isc_splits": 1, "kid_subsets": 1, "kid_subset_size": 2,
+               "prc_neighborhood": 1, "batch_size": 2}
     evaluator = get_evaluator("fidelity-inception")
 
     first = evaluator.evaluate(context(source, fake, tmp_path / "cache", inception_weights=str(weights_a), **options))

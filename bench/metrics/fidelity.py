@@ -5,20 +5,43 @@ small classifier bench trains per dataset (bench.metrics.classifier); `fidelity-
 Inception-v3 space torch-fidelity reproduces from the TF 2015 graph (pool3 2048-d for FID, KID and
 PR; unbiased logits for IS). All metric mathematics is torch-fidelity's; bench supplies the inputs
 in memory (generated samples are never written to disk) and the cache key of the real-data features:
-torch-fidelity's own key is the input name and the extractor name, which ignores the weights file,
-so bench names the real input after (dataset, split, resolution, number of real images, feature
-extractor, SHA-256 of the weights file) and lets torch-fidelity cache its features under that name.
+torch-fidelity's own key is the input name and the extractor name, which ignores the weights file
+and the content of the images, so bench names the real input after `real_cache_name`'s key (the
+SHA-256 of every real pixel and label used, the extractor, its weights and recipe, torch-fidelity's
+version) and lets torch-fidelity cache its features under that name.
 
-Options (EvalContext.options; unknown keys are refused): `samples` generated images (10,000);
-`real_samples` real images at most (10,000; a fixed subset when the split is larger); `real_split`
-"train" or "test"; `batch_size`; `isc_splits` (10); `kid_subsets` (100) and `kid_subset_size`
-(None: min(1000, generated, real)); `prc_neighborhood` k (3) and `prc_batch_size`;
-`classifier_seed` (0, the same classifier for every job) or `inception_weights` (a path).
+Sample counts (each evaluator's own; a suite's `metric_options` for that evaluator override them):
+
+- `fidelity-inception`: 50,000 generated images against every image of the CIFAR-10-style train
+  split, the protocol of the relativistic-GAN code (Jolicoeur-Martineau 2018, `GAN_losses_iter.py`,
+  `--gen_extra_images` default 50000, "for CIFAR-10 we use 50k, but most people use 10k", scored
+  with TTUR's `fid_stats_cifar10_train.npz`, the statistics of all 50,000 training images;
+  /work/shared/protocols.md section 4), which the CIFAR-10 suite reproduces. FID depends on the
+  number of samples (Chong & Forsyth, "Effectively Unbiased FID and Inception Score and where to
+  find them", CVPR 2020), so a value is comparable only with values at the same count: the default
+  is the count of the numbers reproduced. Lucic et al. (2018, compare_gan `eval_gan_lib.py`) score
+  10,000 generated against the 10,000 test images: `{samples: 10000, real_split: test}`.
+- `fidelity-classifier`: 10,000 generated images against every held-out image (the test split, or
+  the sixth of the train split the classifier holds out when there is none). No published protocol
+  uses this CPU-proxy space. 10,000 is the minimum TTUR's README recommends for FID and Lucic et
+  al.'s count; with 128-d features it is far above the dimension a full-rank covariance needs, and
+  costs about 6 s per evaluation on one CPU core. The reference is held out because the classifier
+  was trained on the train split: its features of images it has fitted are not those of images it
+  has not seen, which generated images are (digits at 32 px, 359 images a side: FID 0.39-0.66
+  between train and test features, 0.23-0.34 between two sets of train features).
+
+Options (EvalContext.options; unknown keys are refused): `samples` generated images; `real_samples`
+real images at most (None: all of the split; a fixed subset, seed 0, when smaller); `real_split`
+"train" or "test" (and "held-out" for the classifier); `batch_size`; `isc_splits` (10);
+`kid_subsets` (100) and `kid_subset_size` (None: min(1000, generated, real)); `prc_neighborhood` k
+(3) and `prc_batch_size`; `classifier_seed` (0, the same classifier for every job) or
+`inception_weights` (a path).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from collections.abc import Mapping
@@ -32,14 +55,22 @@ from torch.utils.data import Dataset
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
 from bench.metrics.classifier import (
-    FEATURE_EXTRACTOR_NAME as CLASSIFIER_EXTRACTOR,
+    FEATURE_DIM,
     classifier_file,
-    dataset_key,
+    classifier_recipe_hash,
     feature_extractor_class,
+    held_out_split,
     images_to_uint8,
     sha256_file,
+    tensor_sha256,
 )
+from bench.metrics.classifier import (
+    FEATURE_EXTRACTOR_NAME as CLASSIFIER_EXTRACTOR,
+)
+from bench.metrics.provenance import count, data_shape, image_size, register_provenance
 from bench.registry import with_defaults
+from bench.spec import JobSpec
+from bench.store import atomic_write_json
 from bench.vision import torch_fidelity
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -53,6 +84,8 @@ KID_SUBSET_SIZE = 1000  # Binkowski et al.'s subset size, used when both sets ha
 
 # real images are drawn with this seed (not the job's), so every job of a dataset shares one cache entry
 REAL_SUBSET_SEED = 0
+# names the layout of real_cache_name's key; a change of what the key holds changes it
+REAL_CACHE_FORMAT = 2
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -138,47 +171,104 @@ def write_random_inception_weights(path: Path, *, seed: int) -> Path:
     return path
 
 
-def real_cache_name(
-    source: Any, *, split: str, num_real: int, extractor: str, weights_file: Path
-) -> tuple[str, dict[str, Any]]:
-    """(torch-fidelity cache name, full key) of one set of real features.
+def torch_fidelity_version() -> str:
+    """The installed torch-fidelity's version, from its package metadata (torch-fidelity is not imported)."""
+    return importlib.metadata.version("torch-fidelity")
 
-    The name is `<dataset>-<split>-<H>px-n<num_real>-<16 hex of the key's SHA-256>` (torch-fidelity
-    appends the extractor's name and the layer to its file names); the key holds the dataset's name,
-    shape and content fingerprint, the split, the number of real images, the extractor and the
-    SHA-256 of its weights file.
+
+def real_cache_name(
+    source: Any,
+    *,
+    split: str,
+    pixels: Tensor,
+    labels: Tensor,
+    rgb: bool,
+    extractor: str,
+    weights_file: Path,
+    extractor_recipe: str | None,
+) -> tuple[str, dict[str, Any]]:
+    """(torch-fidelity cache name, full key) of the features of the real images `pixels`.
+
+    `pixels`: (n, C, H, W) uint8, exactly what torch-fidelity reads; `labels`: (n,) theirs. The key
+    holds the dataset's name and shape, the split, n, the SHA-256 of every pixel and every label, the
+    RGB repetition, the extractor, the SHA-256 of its weights file, its training recipe (the
+    classifier's; None for Inception) and torch-fidelity's version: changing any of them, one pixel
+    included, names another entry. The name is `<dataset>-<split>-<H>px-n<n>-<16 hex of the key's
+    SHA-256>` (torch-fidelity appends the extractor's name and the layer to its file names).
     """
     key = {
-        **dataset_key(source),
+        "format": REAL_CACHE_FORMAT,
+        "dataset": source.name,
+        "shape": list(source.shape),
         "split": split,
-        "num_real": num_real,
+        "num_real": len(pixels),
+        "pixels_sha256": tensor_sha256(pixels),
+        "labels_sha256": tensor_sha256(labels),
+        "rgb": rgb,
         "feature_extractor": extractor,
         "weights_sha256": sha256_file(weights_file),
+        "extractor_recipe": extractor_recipe,
+        "torch_fidelity": torch_fidelity_version(),
     }
     key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{source.name}-{split}-{source.shape[-1]}px-n{num_real}-{key_hash}", key
+    return f"{source.name}-{split}-{source.shape[-1]}px-n{len(pixels)}-{key_hash}", key
 
 
 def _resolve_options(evaluator_name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     return with_defaults(f"metric {evaluator_name!r}", given, defaults)
 
 
-def _real_images(source: Any, *, split: str, real_samples: int, evaluator_name: str) -> Tensor:
-    """(n, C, H, W) real images of `split`, at most `real_samples`, a fixed subset when capped."""
+def _check_counts(options: Mapping[str, Any], *, splits: tuple[str, ...], evaluator_name: str) -> None:
+    """Refuse, all at once, a `samples` that is not a positive integer, a `real_samples` that is neither
+    None nor a positive integer, and a `real_split` not in `splits`."""
+    def positive(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    problems = []
+    if not positive(options["samples"]):
+        problems.append(f"option samples={options['samples']!r} must be a positive integer")
+    if options["real_samples"] is not None and not positive(options["real_samples"]):
+        problems.append(f"option real_samples={options['real_samples']!r} must be a positive integer or null (all)")
+    if options["real_split"] not in splits:
+        problems.append(f"option real_split={options['real_split']!r}; valid: {', '.join(sorted(splits))}")
+    if problems:
+        raise ValueError(f"{evaluator_name}: " + "; ".join(problems))
+
+
+def _real_split(source: Any, *, split: str, classifier_seed: int | None, evaluator_name: str) -> tuple[Tensor, Tensor]:
+    """(images (n, C, H, W), labels (n,)) of `split`: "train", "test", or "held-out" (what the
+    classifier trained with `classifier_seed` was not trained on)."""
     if split == "train":
-        images = source.images
-    elif split == "test":
-        if getattr(source, "test", None) is None:
-            raise ValueError(
-                f"{evaluator_name}: option real_split='test' but dataset {source.name!r} has no test split"
-            )
-        images = source.test.images
-    else:
-        raise ValueError(f"{evaluator_name}: option real_split={split!r}; valid: test, train")
-    if real_samples < len(images):
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
-        images = images[order[:real_samples].sort().values]
-    return images
+        return source.images, source.labels
+    if split == "held-out":
+        if classifier_seed is None:
+            raise ValueError(f"{evaluator_name}: real_split='held-out' names the classifier's held-out images")
+        return held_out_split(source, seed=classifier_seed)
+    if split != "test":
+        raise ValueError(f"{evaluator_name}: option real_split={split!r}; valid: held-out, test, train")
+    if getattr(source, "test", None) is None:
+        raise ValueError(f"{evaluator_name}: option real_split='test' but dataset {source.name!r} has no test split")
+    return source.test.images, source.test.labels
+
+
+def _real_subset(num_images: int, real_samples: int | None) -> Tensor | None:
+    """Sorted indices of the fixed subset of `real_samples` of `num_images` real images (seed
+    REAL_SUBSET_SEED), or None when every image is used."""
+    if real_samples is None or real_samples >= num_images:
+        return None
+    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
+    return order[:real_samples].sort().values
+
+
+def _real_images(
+    source: Any, *, split: str, real_samples: int | None, classifier_seed: int | None, evaluator_name: str
+) -> tuple[Tensor, Tensor]:
+    """(images (n, C, H, W), labels (n,)) of `split`: all of them, or a fixed subset of `real_samples`."""
+    images, labels = _real_split(source, split=split, classifier_seed=classifier_seed, evaluator_name=evaluator_name)
+    subset = _real_subset(len(images), real_samples)
+    if subset is None:
+        return images, labels
+    return images[subset], labels[subset]
 
 
 def fidelity_metrics(
@@ -187,6 +277,7 @@ def fidelity_metrics(
     *,
     extractor: str,
     weights_file: Path,
+    extractor_recipe: str | None,
     rgb: bool,
     cache_dir: Path,
     device: torch.device,
@@ -196,11 +287,13 @@ def fidelity_metrics(
     """torch-fidelity's FID, IS, KID and precision/recall of `fake_images` against `source`'s real images.
 
     `fake_images`: (N, C, H, W) in [-1, 1]. Real features are cached under `cache_dir/fidelity` by
-    `real_cache_name`. Returns torch-fidelity's keys: frechet_inception_distance,
-    inception_score_mean, kernel_inception_distance_mean, precision, recall (and their companions).
+    `real_cache_name`, its key written beside them as JSON. Returns torch-fidelity's keys:
+    frechet_inception_distance, inception_score_mean, kernel_inception_distance_mean, precision,
+    recall (and their companions).
     """
-    real = _real_images(
-        source, split=options["real_split"], real_samples=options["real_samples"], evaluator_name=evaluator_name
+    real, real_labels = _real_images(
+        source, split=options["real_split"], real_samples=options["real_samples"],
+        classifier_seed=options.get("classifier_seed"), evaluator_name=evaluator_name,
     )
     num_fake, num_real = len(fake_images), len(real)
     kid_subset_size = options["kid_subset_size"] or min(KID_SUBSET_SIZE, num_fake, num_real)
@@ -221,19 +314,21 @@ def fidelity_metrics(
 
     cache_root = Path(cache_dir) / "fidelity"
     cache_root.mkdir(parents=True, exist_ok=True)
+    real_input = ImageTensorDataset(real, rgb=rgb)
     name, key = real_cache_name(
-        source, split=options["real_split"], num_real=num_real, extractor=extractor, weights_file=weights_file
+        source, split=options["real_split"], pixels=real_input.pixels, labels=real_labels, rgb=rgb,
+        extractor=extractor, weights_file=weights_file, extractor_recipe=extractor_recipe,
     )
     key_file = cache_root / f"{name}.json"
     if not key_file.exists():
-        key_file.write_text(json.dumps(key, indent=2, sort_keys=True))
+        atomic_write_json(key_file, key)
 
     feature_extractor_class()  # registers bench-classifier with torch-fidelity
     cuda = device.type == "cuda"
     with torch.cuda.device(device) if cuda else nullcontext():
         return torch_fidelity().calculate_metrics(
             input1=ImageTensorDataset(fake_images, rgb=rgb),
-            input2=ImageTensorDataset(real, rgb=rgb),
+            input2=real_input,
             input2_cache_name=name,
             cache_root=str(cache_root),
             cache=True,
@@ -280,18 +375,27 @@ def _metric_infos(space: str, what: str) -> tuple[MetricInfo, ...]:
     )
 
 
+# generated samples per evaluation: RGAN's FID count for Inception, TTUR's minimum for the classifier (module doc)
+INCEPTION_SAMPLES = 50000
+CLASSIFIER_SAMPLES = 10000
+
 _COMMON_DEFAULTS: dict[str, Any] = {
-    "samples": 10000,
-    "real_samples": 10000,
-    "real_split": "train",
+    "real_samples": None,  # every image of the split
     "isc_splits": 10,
     "kid_subsets": 100,
     "kid_subset_size": None,  # min(1000, generated, real)
     "prc_neighborhood": 3,
     "prc_batch_size": 2000,
 }
-CLASSIFIER_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "batch_size": 500, "classifier_seed": 0}
-INCEPTION_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "batch_size": 64, INCEPTION_WEIGHTS_OPTION: None}
+CLASSIFIER_DEFAULTS: dict[str, Any] = {
+    "samples": CLASSIFIER_SAMPLES, "real_split": "held-out", **_COMMON_DEFAULTS, "batch_size": 500, "classifier_seed": 0,
+}
+INCEPTION_DEFAULTS: dict[str, Any] = {
+    "samples": INCEPTION_SAMPLES, "real_split": "train", **_COMMON_DEFAULTS, "batch_size": 64,
+    INCEPTION_WEIGHTS_OPTION: None,
+}
+CLASSIFIER_SPLITS = ("held-out", "test", "train")
+INCEPTION_SPLITS = ("test", "train")
 
 
 # the labelled datasets the classifier is trained on (Stacked MNIST has its own mode metric; an image
@@ -305,13 +409,15 @@ def _evaluate_fidelity(ctx: EvalContext, *, space: str) -> dict[str, float]:
     name = f"fidelity-{space}"
     if space == "classifier":
         options = _resolve_options(name, CLASSIFIER_DEFAULTS, ctx.options)
+        _check_counts(options, splits=CLASSIFIER_SPLITS, evaluator_name=name)
         weights_file = classifier_file(ctx.source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"],
                                        device=ctx.device)
-        extractor, rgb = CLASSIFIER_EXTRACTOR, False
+        extractor, recipe, rgb = CLASSIFIER_EXTRACTOR, classifier_recipe_hash(), False
     else:
         options = _resolve_options(name, INCEPTION_DEFAULTS, ctx.options)
+        _check_counts(options, splits=INCEPTION_SPLITS, evaluator_name=name)
         weights_file = inception_weights_path(options)
-        extractor, rgb = INCEPTION_EXTRACTOR, True
+        extractor, recipe, rgb = INCEPTION_EXTRACTOR, None, True
     with torch.no_grad():
         fake_images = ctx.sample(int(options["samples"]))
     result = fidelity_metrics(
@@ -319,6 +425,7 @@ def _evaluate_fidelity(ctx: EvalContext, *, space: str) -> dict[str, float]:
         ctx.source,
         extractor=extractor,
         weights_file=weights_file,
+        extractor_recipe=recipe,
         rgb=rgb,
         cache_dir=ctx.cache_dir,
         device=torch.device(ctx.device),
@@ -340,7 +447,7 @@ FIDELITY_CLASSIFIER = register_evaluator(
     Evaluator(
         name="fidelity-classifier",
         description="FID, IS, KID, precision/recall in the feature space of bench's small per-dataset classifier",
-        cost="~0.6 s per 1k samples on one CPU core (first use trains the classifier: ~20-30 s)",
+        cost="~0.6 s per 1k samples on one CPU core, ~6 s at the default 10k (first use trains the classifier: ~20-30 s)",
         metrics=_metric_infos("classifier", "classifier"),
         applies_to=lambda source: getattr(source, "name", None) in CLASSIFIER_DATASETS,
         evaluate=evaluate_classifier_fidelity,
@@ -352,10 +459,77 @@ FIDELITY_INCEPTION = register_evaluator(
     Evaluator(
         name="fidelity-inception",
         description="FID, IS, KID, precision/recall in torch-fidelity's Inception-v3 (TF 2015) feature space",
-        cost="~3 min per 1k samples on one CPU core (+~7 s FID on 2048-d); use a GPU",
+        cost="~3 min per 1k samples on one CPU core (+~7 s FID on 2048-d); use a GPU for the default 50k",
         metrics=_metric_infos("inception", "Inception-v3"),
         applies_to=lambda source: getattr(source, "kind", None) == "image",
         evaluate=evaluate_inception_fidelity,
         option_defaults=INCEPTION_DEFAULTS,
     )
 )
+
+
+# --- provenance (bench.metrics.provenance) --------------------------------------------------------
+
+
+def _split_name(split: str, source: Any) -> str:
+    """How a real split reads in a provenance row; "held-out" names what it is for `source` when loaded."""
+    if split != "held-out":
+        return f"{split} split"
+    if source is None:
+        return "test split, or without one the sixth of train the classifier holds out"
+    if getattr(source, "test", None) is None:
+        return "the sixth of the train split the classifier holds out"
+    return "test split, held out from the classifier"
+
+
+def _real_provenance(options: Mapping[str, Any], source: Any, evaluator_name: str) -> str:
+    """"all 1,438 (train split)", "500 of 1,438 (train split; fixed subset, seed 0)", or without a
+    loaded source "all (train split)", "at most 500 (train split; fixed subset, seed 0)"."""
+    split, real_samples = options["real_split"], options["real_samples"]
+    where = _split_name(split, source)
+    subset = f"; fixed subset, seed {REAL_SUBSET_SEED}"
+    if source is None:
+        return f"all ({where})" if real_samples is None else f"at most {count(real_samples)} ({where}{subset})"
+    images, _ = _real_split(source, split=split, classifier_seed=options.get("classifier_seed"),
+                            evaluator_name=evaluator_name)
+    if real_samples is None or real_samples >= len(images):
+        return f"all {count(len(images))} ({where})"
+    return f"{count(real_samples)} of {count(len(images))} ({where}{subset})"
+
+
+def classifier_provenance(spec: JobSpec, options: Mapping[str, Any], source: Any) -> dict[str, str]:
+    """fidelity-classifier's provenance: bench's classifier for the dataset (its recipe hash and seed
+    name the weights; the file itself exists once a job has trained it), at the data's resolution."""
+    shape = data_shape(spec)
+    return {
+        "extractor": f"bench classifier trained on {spec.dataset} (penultimate, {FEATURE_DIM}-d; IS on its logits)",
+        "weights": f"trained on {spec.dataset}, recipe {classifier_recipe_hash()}, seed {options['classifier_seed']}",
+        "generated": count(options["samples"]),
+        "real": _real_provenance(options, source, FIDELITY_CLASSIFIER.name),
+        "resolution": f"{image_size(shape)}, native (no resize), quantised to uint8",
+        "torch_fidelity": torch_fidelity_version(),
+    }
+
+
+def inception_provenance(spec: JobSpec, options: Mapping[str, Any], source: Any) -> dict[str, str]:
+    """fidelity-inception's provenance: the SHA-256 prefix of the weights file found as
+    `inception_weights_path` finds it (hashed once per process per file version), or that it is missing."""
+    shape = data_shape(spec)
+    try:
+        weights_file = inception_weights_path(options)
+        weights = f"sha256 {sha256_file(weights_file)[:12]} ({weights_file.name})"
+    except MissingWeightsError:
+        weights = f"missing on this machine ({INCEPTION_WEIGHTS_FILE})"
+    grey = ", grey repeated to RGB" if shape[0] == 1 else ""
+    return {
+        "extractor": "Inception v3 (TF 2015 graph; pool3, 2048-d; IS on the 1008 unbiased logits)",
+        "weights": weights,
+        "generated": count(options["samples"]),
+        "real": _real_provenance(options, source, FIDELITY_INCEPTION.name),
+        "resolution": f"{image_size(shape)} -> 299x299 bilinear (torch-fidelity, as TF 1.x), quantised to uint8{grey}",
+        "torch_fidelity": torch_fidelity_version(),
+    }
+
+
+register_provenance(FIDELITY_CLASSIFIER.name, classifier_provenance)
+register_provenance(FIDELITY_INCEPTION.name, inception_provenance)
