@@ -129,8 +129,10 @@ def _tracking_target(config, results_root: Path, suite_name: str, jobs):  # type
     tracker = Tracker(uri, config.tracking.experiment, artifact_root)
     datasets = ",".join(dict.fromkeys(job.dataset for job in jobs))
     parent = tracker.suite_run(suite_name, {"suite": suite_name, "jobs": str(len(jobs)), "dataset": datasets})
+    from bench.suite import varying_fields
+
     return TrackingTarget(uri=uri, experiment=config.tracking.experiment, parent_run_id=parent,
-                          artifact_root=artifact_root)
+                          artifact_root=artifact_root, varying=tuple(varying_fields(jobs)))
 
 
 def _flush_missing(complete, suite_store, tracking) -> None:  # type: ignore[no-untyped-def]
@@ -165,7 +167,16 @@ def _build_report(suite_dir: Path) -> int:
     result = build_report(suite_dir)
     where = getattr(result, "markdown", suite_dir / "report" / "report.md")
     print(f"report: {where} ({time.perf_counter() - started:.1f}s)")
+    _print_summary(result.summary)
     return 0
+
+
+def _print_summary(lines: Sequence[str]) -> None:
+    """The report's opening answer (ReportResult.summary), as `bench report` and the end of `bench run`
+    print it."""
+    if lines:
+        print("\nsummary:")
+        print("\n".join(lines))
 
 
 # ------------------------------------------------------------------------------------------------ other
@@ -258,9 +269,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
     started = time.perf_counter()
-    result = build_report(suite_dir, baseline=args.baseline)
+    result = build_report(suite_dir, baseline=args.baseline, survivors_only=args.survivors_only)
     print(f"wrote {getattr(result, 'markdown', suite_dir / 'report' / 'report.md')} and report.html "
           f"({time.perf_counter() - started:.1f}s)")
+    _print_summary(result.summary)
     return 0
 
 
@@ -325,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Aggregate a results folder into markdown and HTML reports (never trains).")
     report.add_argument("suite_dir", help="results/<suite>")
     report.add_argument("--baseline", help="objective to compare against (default: the suite's, else nsgan)")
+    report.add_argument("--survivors-only", action="store_true",
+                        help="leave diverged, failed and failed-to-train runs out of the statistics instead of "
+                             "counting them as the worst outcome")
     report.set_defaults(func=cmd_report)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the results store",

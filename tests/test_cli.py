@@ -127,3 +127,32 @@ def test_a_dataset_axis_runs_with_tracking(tmp_path: Path) -> None:
     (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("bench").experiment_id])
                  if not r.data.tags.get("mlflow.parentRunId")]
     assert parent.data.params["dataset"] == "ring8,grid25"
+
+
+def test_report_prints_its_summary(tmp_path: Path, capsys) -> None:
+    from test_verdicts import write_diverged_suite
+
+    suite_dir = write_diverged_suite(tmp_path)
+    assert main(["report", str(suite_dir)]) == 0
+    out = capsys.readouterr().out
+    summary = out.split("\nsummary:\n", 1)[1].splitlines()
+    assert summary[0] == "Every job has ended."
+    assert summary[1].startswith("Diverged, failed and failed-to-train runs count as the worst outcome")
+    assert "ring8, mlp:" in summary
+    assert "  - wgan: 6/6 seeds diverged (median divergence step 150)." in summary
+    assert main(["report", str(suite_dir), "--survivors-only"]) == 0
+    summary = capsys.readouterr().out.split("\nsummary:\n", 1)[1].splitlines()
+    assert summary[1].startswith("Survivors-only view: diverged, failed and failed-to-train runs are left out")
+
+
+def test_the_report_built_after_a_run_prints_its_summary(tmp_path: Path, capsys) -> None:
+    from bench.cli import _build_report
+    from test_verdicts import write_diverged_suite
+
+    suite_dir = write_diverged_suite(tmp_path)
+    assert _build_report(suite_dir) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"report: {suite_dir / 'report' / 'report.md'} (")
+    assert "\nsummary:\nEvery job has ended.\n" in out
+    assert "  - wgan: 6/6 seeds diverged (median divergence step 150).\n" in out
+

@@ -16,11 +16,14 @@ from bench.metrics.convergence import (
     best_index,
     divergence_step,
     divergence_steps,
+    gradient_evaluations,
     last_k_std,
     normalised_auc,
     summarise_curve,
     summarise_curves,
     time_to_threshold,
+    window_auc,
+    window_aucs,
 )
 
 # a FID-like curve (lower is better) evaluated every 100 steps, 1.5 s apart
@@ -87,6 +90,34 @@ def test_one_evaluation_has_no_area_and_no_spread():
     assert summary.final == 4.0 and summary.best == 4.0 and summary.best_step == 0.0
     assert summary.reached is True and summary.steps_to_threshold == 0.0
     assert math.isnan(summary.auc) and math.isnan(summary.last_k_std)
+
+
+def test_gradient_evaluations_count_critic_and_generator_updates():
+    # 100 generator steps with 5 critic updates each: 500 critic + 100 generator updates
+    assert_close(gradient_evaluations(np.array([100, 250]), 5), np.array([600.0, 1500.0]))
+    assert_close(gradient_evaluations(np.array([[100], [100]]), np.array([[1], [5]])), np.array([[200.0], [600.0]]))
+    with pytest.raises(ValueError, match=r"critic_steps must be >= 0, got \[-1.0\]"):
+        gradient_evaluations([100], -1)
+
+
+def test_window_auc_is_the_mean_level_over_the_window():
+    # the curve (0, 1), (10, 3), (40, 3) over [5, 20]: 2 at x=5 (interpolated), so (2+3)/2 * 5 + 3 * 10 = 42.5
+    # over 15
+    assert_close(window_auc([0, 10, 40], [1.0, 3.0, 3.0], start=5.0, end=20.0), 42.5 / 15)
+    # over the curve's own range it is normalised_auc
+    assert_close(window_auc(STEPS, FID, start=0.0, end=400.0), normalised_auc(STEPS, FID))
+    # the FID curve against gradient evaluations with 5 critic steps (x6), window [600, 1800] = steps
+    # 100..300: (6+4)/2*600 + (4+5)/2*600 = 5700 over 1200
+    assert_close(window_auc(gradient_evaluations(STEPS, 5), FID, start=600.0, end=1800.0), 4.75)
+
+
+def test_window_auc_is_undefined_where_the_curve_does_not_span_the_window():
+    assert math.isnan(window_auc([100, 200], [1.0, 2.0], start=50.0, end=150.0))  # starts too late
+    assert math.isnan(window_auc([100, 200], [1.0, 2.0], start=100.0, end=250.0))  # ends too early
+    assert math.isnan(window_auc([100, 200], [1.0, 2.0], start=150.0, end=150.0))  # an empty window
+    # a NaN the window uses (the evaluation after its end) makes it undefined; one outside it does not
+    assert math.isnan(window_auc([0, 10, 20, 30], [1.0, 2.0, math.nan, 4.0], start=0.0, end=15.0))
+    assert_close(window_auc([0, 10, 20, 30], [1.0, 2.0, 3.0, math.nan], start=0.0, end=20.0), 2.0)
 
 
 def test_last_k_std_uses_only_the_tail():
@@ -170,6 +201,21 @@ def test_divergence_steps_agrees_with_divergence_step():
     wanted = [divergence_step(steps[i, :n], values[i, :n], status=str(statuses[i])) for i, n in enumerate(lengths)]
     assert_close(batch, np.array(wanted), equal_nan=True)
     assert (~np.isnan(batch) == (statuses == "diverged")).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_window_aucs_agrees_with_window_auc_on_random_curves(seed):
+    rng = np.random.default_rng(40 + seed)
+    steps, _, values, lengths, _ = _random_curves(rng, num_curves=300, length=7)
+    first = steps[:, 0]
+    last = steps[np.arange(300), lengths - 1]
+    # windows inside, around, across and outside each curve's span, some on an evaluation exactly
+    start = first + rng.choice([-5.0, 0.0, 3.0], size=300)
+    end = np.where(rng.random(300) < 0.2, start, last + rng.choice([-4.0, 0.0, 6.0], size=300))
+    batch = window_aucs(steps, values, lengths, start=start, end=end)
+    wanted = [window_auc(steps[i, :n], values[i, :n], start=start[i], end=end[i]) for i, n in enumerate(lengths)]
+    assert_close(batch, np.array(wanted), equal_nan=True)
+    assert np.isfinite(batch).sum() > 30  # the comparison covers defined windows, not only NaN
 
 
 def test_summarise_curves_on_a_hand_made_batch():

@@ -6,8 +6,14 @@ the evaluation produced none, e.g. after divergence), plus the metric's `directi
 "higher" (is better). Every function is pure. A threshold that a curve never reaches is censored:
 the time to it is NaN with `reached=False`, never the length of the run.
 
-`summarise_curves` and `divergence_steps` give the same numbers for N curves at once (padded to
-(N, T) with a length per curve), for reports over thousands of runs.
+Speed has more than one axis. Generator steps hide the critic's work: an objective with 5 critic
+updates per generator step spends 3x the gradient evaluations of one with 1 per step. A curve can
+be read against `gradient_evaluations` (critic updates + generator updates) or against `wall_s`
+as well; `window_auc` gives its mean level over a window of any such axis, so that runs are
+compared over the same budget rather than each over its own length.
+
+`summarise_curves`, `divergence_steps` and `window_aucs` give the same numbers for N curves at once
+(padded to (N, T) with a length per curve), for reports over thousands of runs.
 """
 
 from __future__ import annotations
@@ -123,6 +129,40 @@ def divergence_step(steps: ArrayLike, values: ArrayLike, *, status: str) -> floa
         return math.nan
     broken = np.flatnonzero(~np.isfinite(values))
     return float(steps[broken[0]] if len(broken) else steps[-1])
+
+
+def gradient_evaluations(steps: ArrayLike, critic_steps: ArrayLike) -> np.ndarray:
+    """Gradient evaluations spent after `steps` generator steps with `critic_steps` critic updates
+    per generator step: `steps * (critic_steps + 1)` (each generator step is that many critic updates
+    and one generator update). Broadcasts; float64."""
+    critic_steps = np.asarray(critic_steps, dtype=np.float64)
+    if np.any(critic_steps < 0):
+        raise ValueError(f"critic_steps must be >= 0, got {np.unique(critic_steps[critic_steps < 0]).tolist()}")
+    return np.asarray(steps, dtype=np.float64) * (critic_steps + 1.0)
+
+
+def window_auc(x: ArrayLike, values: ArrayLike, *, start: float, end: float) -> float:
+    """Mean level of a curve over the window [start, end] of its x axis (generator steps, gradient
+    evaluations or seconds): the area under the piecewise-linear curve through (x, values) between
+    start and end (linear interpolation at both ends), divided by `end - start`. x, values: (T,), x
+    strictly increasing.
+
+    NaN when the curve does not span the window (start < x[0] or end > x[-1]), when end <= start,
+    or when a value the window uses (the evaluations inside it and the two around each end) is not
+    finite. Over a run's own range this is `normalised_auc`.
+    """
+    x, values = _curve(x, values)
+    if not (end > start and x[0] <= start and end <= x[-1]):
+        return math.nan
+    first = int(np.searchsorted(x, start, side="right")) - 1  # last evaluation at or before start
+    last = int(np.searchsorted(x, end, side="left"))  # first evaluation at or after end
+    used = values[first: last + 1]
+    if not np.all(np.isfinite(used)):
+        return math.nan
+    inside = x[first: last + 1]
+    points = np.concatenate([[start], inside[(inside > start) & (inside < end)], [end]])
+    levels = np.interp(points, inside, used)
+    return float(np.sum((levels[1:] + levels[:-1]) / 2 * np.diff(points)) / (end - start))
 
 
 @dataclass(frozen=True)
@@ -369,3 +409,31 @@ def summarise_curves(
         last_k_std=spread,
         divergence_step=divergence_steps(steps, values, lengths, statuses=statuses),
     )
+
+
+def window_aucs(x: ArrayLike, values: ArrayLike, lengths: ArrayLike, *, start: ArrayLike,
+                end: ArrayLike) -> np.ndarray:
+    """`window_auc` of N padded curves: (N,) float. x, values: (N, T); lengths: (N,) ints, curve i
+    being its first lengths[i] positions; start, end: the window per curve, (N,) or scalars."""
+    x, _, values, lengths, valid = _padded(x, x, values, lengths)
+    num_curves = len(x)
+    start = np.broadcast_to(np.asarray(start, dtype=np.float64), (num_curves,))
+    end = np.broadcast_to(np.asarray(end, dtype=np.float64), (num_curves,))
+    rows = np.arange(num_curves)
+    spans = (end > start) & (x[:, 0] <= start) & (end <= x[rows, lengths - 1])
+    # each segment [x_j, x_j+1] of a curve, cut to the window: [low, high], empty where high <= low
+    segment = valid[:, 1:]
+    with np.errstate(invalid="ignore"):
+        low = np.maximum(x[:, :-1], start[:, None])
+        high = np.minimum(x[:, 1:], end[:, None])
+        used = segment & (high > low)
+        run = x[:, 1:] - x[:, :-1]
+        slope = (values[:, 1:] - values[:, :-1]) / np.where(used, run, 1.0)
+        at_low = values[:, :-1] + slope * (low - x[:, :-1])
+        at_high = values[:, :-1] + slope * (high - x[:, :-1])
+        areas = np.where(used, (at_low + at_high) / 2 * (high - low), 0.0)
+    finite = np.isfinite(values)
+    used_finite = np.all(~used | (finite[:, :-1] & finite[:, 1:]), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = areas.sum(axis=1) / np.where(spans, end - start, 1.0)
+    return np.where(spans & used_finite, level, np.nan)

@@ -1,11 +1,19 @@
 """Aggregation of long metric rows over seeds: pandas in, pandas out, no loops over rows.
 
-Vocabulary: a *run* is one finished job (status `done` or `diverged`; a diverged run enters with
-its last finite evaluation); a *group* is one value of the grid axes (objective x architecture x any
-other axis that varies in the suite), whose runs differ only by seed; a *cell* is a group without
-its objective, the unit within which objectives are compared. Every per-run number taken from a
-curve (final, best, AUC, spread, time to a threshold, divergence step) comes from
-bench.metrics.convergence; this module only groups runs and describes them over seeds.
+Vocabulary: a *run* is one job with an outcome (status `done`, `diverged` or `failed`); `running`
+and `pending` jobs are unfinished and enter no statistic. A run's *outcome* is `survived` (done,
+and trained), `failed to train` (done, but its final value of a metric with a `failed_at` rule is
+no better than that), `diverged` or `failed`. A *group* is one value of the grid axes (objective x
+architecture x any other axis that varies in the suite), whose runs differ only by seed; a *cell*
+is a group without its objective, the unit within which objectives are compared.
+
+Scores: a surviving run scores its final value; every other run scores the worst outcome (+inf
+for a lower-is-better metric, -inf for a higher-is-better one), so that medians, IQMs, ranks,
+probabilities of improvement and the tests count it as losing to every survivor, never as the
+value it reached before it broke. Means, mean intervals and curve summaries are over survivors
+only, and say so. The survivors-only view (`survivors_only=True` where offered) drops every other
+run instead. Every per-run number taken from a curve (final, best, AUC, spread, time to a
+threshold, divergence step) comes from bench.metrics.convergence.
 """
 
 from __future__ import annotations
@@ -16,22 +24,34 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bench.metrics.convergence import divergence_steps, summarise_curves
+from bench.metrics.convergence import divergence_steps, gradient_evaluations, summarise_curves, window_aucs
 from bench.report.load import NOT_AXES, STATUS_COLUMNS
 from bench.report.stats import (
-    bootstrap_ci,
     holm,
     iqm,
+    mean_ci,
+    median_ci,
     oriented,
+    paired_differences,
+    paired_seeds_needed,
     paired_test,
     probability_of_improvement,
+    unpaired_seeds_needed,
     unpaired_test,
+    walsh_positive_fraction,
 )
 
 Direction = Literal["lower", "higher"]
 FINISHED = ("done", "diverged")
+ENDED = ("done", "diverged", "failed")
+"""Statuses with an outcome: the runs of every statistic."""
+UNFINISHED = ("running", "pending")
 STATUSES = ("done", "diverged", "failed", "running", "pending")
+OUTCOMES = ("survived", "failed to train", "diverged", "failed")
+SPEED_AXES = {"step": "generator steps", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
+"""The x axes a curve is read against: column -> its name in the report."""
 _SIGN = {"lower": -1.0, "higher": 1.0}
+_WORST = {"lower": np.inf, "higher": -np.inf}
 LAST_K = 3
 """Evaluations whose spread (sample std) measures how steady a run ended: the last 3, or all of them if fewer."""
 
@@ -64,6 +84,13 @@ def cell_labels(frame: pd.DataFrame, cell_axes: Sequence[str]) -> pd.Series:
     return label
 
 
+def critic_steps(jobs: pd.DataFrame) -> pd.Series:
+    """The spec's `critic_steps` (critic updates per generator step) of each job, as floats."""
+    if "critic_steps" not in jobs.columns:
+        raise ValueError(f"the jobs table has no `critic_steps` column (columns: {', '.join(map(str, jobs.columns))})")
+    return jobs["critic_steps"].astype(float)
+
+
 def _grouped_matrices(
     frame: pd.DataFrame, keys: Sequence[str], value: str
 ) -> tuple[pd.DataFrame, np.ndarray, Iterator[tuple[np.ndarray, np.ndarray]]]:
@@ -88,32 +115,31 @@ def _grouped_matrices(
     return groups, sizes, buckets()
 
 
-def describe_over_seeds(
-    frame: pd.DataFrame,
-    keys: Sequence[str],
-    value: str,
-    *,
-    n_resamples: int = 1000,
-    with_iqm_ci: bool = True,
-) -> pd.DataFrame:
-    """Mean, median, IQM and 95% percentile-bootstrap intervals of `frame[value]` per group of `keys`.
+DESCRIBED = ("mean", "mean_lo", "mean_hi", "median", "median_lo", "median_hi", "iqm")
 
-    `frame` has one row per run (a `seed` column orders them). Returns one row per group: the keys,
-    `n`, `mean`, `mean_lo`, `mean_hi`, `median`, `iqm` and (with `with_iqm_ci`) `iqm_lo`, `iqm_hi`.
-    Intervals are NaN for groups of fewer than 2 runs.
+
+def describe_over_seeds(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    """Mean with its 95% Student-t interval, median with its 95% distribution-free order-statistic
+    interval, and IQM of `frame[value]` per group of `keys` (bench.report.stats).
+
+    `frame` has one row per run (a `seed` column orders them); rows whose value is NaN are not runs
+    and are left out, while +-inf (the worst outcome) is a run: it enters the median, its interval
+    and the IQM by rank, and makes the mean infinite. Returns one row per group with a run: the keys,
+    `n`, then `mean`, `mean_lo`, `mean_hi`, `median`, `median_lo`, `median_hi`, `iqm`. The mean
+    interval is NaN with fewer than 2 runs, the median's with fewer than 6 (none reaches 95% below).
     """
+    frame = frame.loc[frame[value].notna()]
     groups, sizes, buckets = _grouped_matrices(frame, keys, value)
-    columns = ["mean", "mean_lo", "mean_hi", "median", "iqm"] + (["iqm_lo", "iqm_hi"] if with_iqm_ci else [])
-    out = {name: np.full(len(groups), np.nan) for name in columns}
+    out = {name: np.full(len(groups), np.nan) for name in DESCRIBED}
     for positions, scores in buckets:
-        out["mean"][positions] = scores.mean(axis=-1)
+        with np.errstate(invalid="ignore"):
+            out["mean"][positions] = scores.mean(axis=-1)
+            out["mean_lo"][positions], out["mean_hi"][positions] = mean_ci(scores)
         out["median"][positions] = np.median(scores, axis=-1)
+        out["median_lo"][positions], out["median_hi"][positions] = median_ci(scores)
         out["iqm"][positions] = iqm(scores)
-        out["mean_lo"][positions], out["mean_hi"][positions] = bootstrap_ci(scores, np.mean, n_resamples=n_resamples)
-        if with_iqm_ci:
-            out["iqm_lo"][positions], out["iqm_hi"][positions] = bootstrap_ci(scores, iqm, n_resamples=n_resamples)
     groups["n"] = sizes
-    for name in columns:
+    for name in DESCRIBED:
         groups[name] = out[name]
     return groups
 
@@ -138,27 +164,14 @@ def _padded_curves(rows: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarr
     return np.asarray(job_ids, dtype=object), matrices, lengths
 
 
-SUMMARY_COLUMNS = ("final", "best", "best_step", "auc", "last_k", "last_k_std", "threshold", "reached",
+SUMMARY_COLUMNS = ("final", "best", "best_step", "last_k", "last_k_std", "threshold", "reached",
                    "steps_to_threshold", "wall_s_to_threshold")
 
 
-def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
-                  directions: Mapping[str, Direction], thresholds: Mapping[str, float] | None = None,
-                  *, last_k: int = LAST_K) -> pd.DataFrame:
-    """One row per finished run and metric with a direction: its curve summarised by
-    bench.metrics.convergence (`summarise_curves`, the batched `summarise_curve`).
-
-    A run's curve of a metric is its finite evaluations in step order (a diverged run's curve
-    stops at its last finite evaluation). Columns: the axes, `seed`, `status`, `job_id`, `metric`,
-    then `final`, `best`, `best_step` (generator steps), `auc` (normalised AUC, the metric's units;
-    NaN with one evaluation), `last_k` and `last_k_std` (sample std of the last min(last_k, T)
-    evaluations; NaN with one), and for metrics in `thresholds`: `threshold`, `reached`,
-    `steps_to_threshold`, `wall_s_to_threshold` (NaN and reached=False when censored; `threshold`
-    NaN for metrics without one).
-    """
-    finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", "status", *axes]]
-    thresholds = thresholds or {}
-    rows = metrics.loc[metrics["job_id"].isin(finished["job_id"]) & metrics["metric"].isin(list(directions))
+def _curve_rows(metrics: pd.DataFrame, job_ids: pd.Series, metric_names: Sequence[str]) -> pd.DataFrame:
+    """The finite evaluations of `metric_names` by `job_ids`, sorted by (metric, job_id, step); an
+    evaluation written twice is refused, naming the job."""
+    rows = metrics.loc[metrics["job_id"].isin(job_ids) & metrics["metric"].isin(list(metric_names))
                        & np.isfinite(metrics["value"])]
     rows = rows.sort_values(["metric", "job_id", "step"], kind="stable")
     repeated = rows.loc[rows.duplicated(["metric", "job_id", "step"]), ["job_id", "metric", "step"]]
@@ -166,6 +179,28 @@ def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]
         where = ", ".join(f"job {j} {m} at step {s}" for j, m, s in repeated.head(5).itertuples(index=False))
         raise ValueError(f"metrics.csv holds one evaluation twice ({len(repeated)} repeated rows: {where}); "
                          "a curve needs strictly increasing steps")
+    return rows
+
+
+def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
+                  directions: Mapping[str, Direction], thresholds: Mapping[str, float] | None = None,
+                  *, last_k: int = LAST_K) -> pd.DataFrame:
+    """One row per run (job with an outcome: done, diverged or failed) and metric with a direction
+    that it evaluated: its curve summarised by bench.metrics.convergence (`summarise_curves`).
+
+    A run's curve of a metric is its finite evaluations in step order (a diverged or failed run's
+    curve stops at its last finite evaluation). Columns: the axes, `seed`, `status`, `job_id`,
+    `critic_steps`, `metric`, then `final`, `best`, `best_step` (generator steps), `last_k` and
+    `last_k_std` (sample std of the last min(last_k, T) evaluations; NaN with one), and for metrics
+    in `thresholds`: `threshold`, `reached`, `steps_to_threshold` (generator steps),
+    `grad_evals_to_threshold` (gradient evaluations, see convergence.gradient_evaluations),
+    `wall_s_to_threshold` (seconds); NaN and reached=False when censored, `threshold` NaN for metrics
+    without one. Whether a run's numbers count is decided later, by its outcome (`run_outcomes`).
+    """
+    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", "seed", "status", *axes]]
+    ended = ended.assign(critic_steps=critic_steps(jobs.loc[ended.index]))
+    thresholds = thresholds or {}
+    rows = _curve_rows(metrics, ended["job_id"], list(directions))
     frames = []
     for metric, curves in rows.groupby("metric", sort=True):
         job_ids, matrices, lengths = _padded_curves(curves, ("step", "wall_s", "value"))
@@ -180,7 +215,201 @@ def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]
         scores = scores.astype({"job_id": object, "metric": object, "reached": bool, "last_k": int})
     else:
         scores = pd.concat(frames, ignore_index=True)
-    return finished.merge(scores, on="job_id", how="inner")
+    runs = ended.merge(scores, on="job_id", how="inner")
+    runs["grad_evals_to_threshold"] = gradient_evaluations(runs["steps_to_threshold"], runs["critic_steps"])
+    return runs
+
+
+def run_outcomes(jobs: pd.DataFrame, runs: pd.DataFrame, axes: Sequence[str],
+                 directions: Mapping[str, Direction], failed_at: Mapping[str, float]) -> pd.DataFrame:
+    """The outcome of every run (job with status done, diverged or failed).
+
+    `runs` are `run_summaries` rows. A done run failed to train when its final value of a ranked
+    metric (one in `directions`) with a `failed_at` rule is no better than that value (<= for
+    higher-is-better, >= for lower-is-better; MetricInfo.failed_at); otherwise it survived.
+    Columns: `job_id`, `seed`, `status`, the axes, `critic_steps`, `outcome` (one of OUTCOMES),
+    `survived` (bool), `why` (for a run that failed to train: the metric, its final value and the
+    rule, e.g. "classes_covered 1 (failed at <= 1)"; "" otherwise).
+    """
+    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", "seed", "status", *axes]]
+    ended = ended.assign(critic_steps=critic_steps(jobs.loc[ended.index])).reset_index(drop=True)
+    ruled = {metric: float(value) for metric, value in failed_at.items() if metric in directions}
+    checked = runs.loc[runs["metric"].isin(list(ruled)) & (runs["status"] == "done"), ["job_id", "metric", "final"]]
+    limit = checked["metric"].map(ruled).astype(float)
+    higher = checked["metric"].map(lambda name: directions[name] == "higher").astype(bool)
+    failed = np.where(higher, checked["final"] <= limit, checked["final"] >= limit).astype(bool)
+    fails = checked.assign(rule=np.where(higher, "<=", ">=")).loc[failed].sort_values(["job_id", "metric"],
+                                                                                     kind="stable")
+    fails = fails.assign(why=[f"{m} {v:g} (failed at {r} {ruled[m]:g})"
+                              for m, v, r in zip(fails["metric"], fails["final"], fails["rule"])])
+    why = fails.groupby("job_id", sort=False)["why"].agg("; ".join)
+    ended["why"] = ended["job_id"].map(why).fillna("")
+    outcome = ended["status"].map({"done": "survived", "diverged": "diverged", "failed": "failed"})
+    ended["outcome"] = np.where((ended["status"] == "done") & (ended["why"] != ""), "failed to train", outcome)
+    ended["survived"] = ended["outcome"] == "survived"
+    return ended[["job_id", "seed", "status", *axes, "critic_steps", "outcome", "survived", "why"]]
+
+
+def run_window_aucs(metrics: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str],
+                    metric_names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean level of each survivor's curve over its cell's common window, on every speed axis.
+
+    For each metric and cell (the axes without `objective`) and each axis of SPEED_AXES (generator
+    steps, gradient evaluations = steps * (critic_steps + 1), wall seconds), the window is the span
+    every survivor of the cell covers: from the latest first evaluation to the earliest last one.
+    Each survivor's `convergence.window_aucs` over it is its curve's mean level over the same budget
+    as every other objective's, which its own-range AUC is not once objectives differ in critic
+    steps or speed.
+
+    Returns `(aucs, windows)`: `aucs` has `job_id`, `metric`, `auc_step`, `auc_grad_evals`,
+    `auc_wall_s` (NaN where the window is empty or the curve is not finite over it); `windows` has
+    `metric`, the cell axes, and `<axis>_start`, `<axis>_end` per speed axis.
+    """
+    cell_axes = [a for a in axes if a != "objective"]
+    survivors = outcomes.loc[outcomes["survived"], ["job_id", *cell_axes, "critic_steps"]]
+    rows = _curve_rows(metrics, survivors["job_id"], metric_names)
+    auc_frames, window_frames = [], []
+    for metric, curves in rows.groupby("metric", sort=True):
+        job_ids, matrices, lengths = _padded_curves(curves, ("step", "wall_s", "value"))
+        info = survivors.set_index("job_id").loc[job_ids].reset_index()
+        matrices["grad_evals"] = gradient_evaluations(matrices["step"], info["critic_steps"].to_numpy()[:, None])
+        last = lengths - 1
+        ends = {axis: pd.DataFrame({"first": matrices[axis][:, 0],
+                                    "last": matrices[axis][np.arange(len(job_ids)), last]}) for axis in SPEED_AXES}
+        window = info[cell_axes].copy()
+        for axis, span in ends.items():
+            window[f"{axis}_start"] = span["first"].to_numpy()
+            window[f"{axis}_end"] = span["last"].to_numpy()
+        reducers = {f"{axis}_start": "max" for axis in SPEED_AXES} | {f"{axis}_end": "min" for axis in SPEED_AXES}
+        cell_windows = window.groupby(cell_axes, sort=True, dropna=False).agg(reducers).reset_index()
+        per_run = info[cell_axes].merge(cell_windows, on=cell_axes, how="left")
+        levels = {f"auc_{axis}": window_aucs(matrices[axis], matrices["value"], lengths,
+                                             start=per_run[f"{axis}_start"].to_numpy(),
+                                             end=per_run[f"{axis}_end"].to_numpy())
+                  for axis in SPEED_AXES}
+        auc_frames.append(pd.DataFrame({"job_id": job_ids, "metric": metric, **levels}))
+        window_frames.append(cell_windows.assign(metric=metric))
+    auc_columns = ["job_id", "metric", *(f"auc_{axis}" for axis in SPEED_AXES)]
+    window_columns = ["metric", *cell_axes, *(f"{axis}_{end}" for axis in SPEED_AXES for end in ("start", "end"))]
+    aucs = pd.concat(auc_frames, ignore_index=True) if auc_frames else pd.DataFrame(columns=auc_columns)
+    windows = pd.concat(window_frames, ignore_index=True) if window_frames else pd.DataFrame(columns=window_columns)
+    return aucs[auc_columns], windows[window_columns]
+
+
+def run_scores(runs: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str],
+               directions: Mapping[str, Direction], *, survivors_only: bool = False) -> pd.DataFrame:
+    """One row per run and ranked metric of its cell: what every statistic over seeds is computed from.
+
+    A cell's metrics are those any of its runs evaluated, so a run that failed before its first
+    evaluation still has a row for each. Columns: the outcome columns (`run_outcomes`), `metric`, the
+    curve summaries of `run_summaries` (NaN where the run has no evaluation of the metric), then
+    `score` (the final value if the run survived, else the worst outcome: +inf where lower is better,
+    -inf where higher is) and `best_score` (likewise from the best value). A surviving run without an
+    evaluation of the metric is no run of it and has no row. With `survivors_only`, only survivors.
+    """
+    cell_axes = [a for a in axes if a != "objective"]
+    ranked = runs.loc[runs["metric"].isin(list(directions))]
+    cell_metrics = ranked[[*cell_axes, "metric"]].drop_duplicates()
+    rows = outcomes.merge(cell_metrics, on=cell_axes, how="inner")
+    summary_columns = [c for c in ranked.columns if c not in outcomes.columns or c == "job_id"]
+    rows = rows.merge(ranked[summary_columns], on=["job_id", "metric"], how="left")
+    rows = rows.loc[~(rows["survived"] & rows["final"].isna())]
+    if survivors_only:
+        rows = rows.loc[rows["survived"]]
+    worst = rows["metric"].map(lambda name: _WORST[directions[name]]).astype(float)
+    rows = rows.assign(score=np.where(rows["survived"], rows["final"], worst),
+                       best_score=np.where(rows["survived"], rows["best"], worst))
+    rows["reached"] = rows["reached"].fillna(False).astype(bool)
+    return rows.sort_values(["metric", *axes, "seed"], kind="stable").reset_index(drop=True)
+
+
+def summarise(scores: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Per group and metric, over seeds, from `run_scores` rows (with the `auc_*` columns of
+    `run_window_aucs` merged in).
+
+    Columns: the axes, `metric`, `runs` (runs with an outcome), `survived`; over every run's score
+    (the worst outcome for a run that did not survive): `final_median`, `final_median_lo`,
+    `final_median_hi`, `final_iqm`, `best_median`; over survivors only: `final_mean`,
+    `final_mean_lo`, `final_mean_hi` (Student t), `best_step_median` (generator steps), `curve_n` (the
+    survivors with an AUC over the cell's step window), and for `auc_step`, `auc_grad_evals`,
+    `auc_wall_s` and `spread` (last-k std) their `_mean`, `_mean_lo`, `_mean_hi`.
+    """
+    keys = ["metric", *axes]
+    over_all = describe_over_seeds(scores, keys, "score")
+    table = over_all[[*keys, "n", "median", "median_lo", "median_hi", "iqm"]].rename(columns={
+        "n": "runs", "median": "final_median", "median_lo": "final_median_lo", "median_hi": "final_median_hi",
+        "iqm": "final_iqm"})
+    survived = scores.groupby(keys, sort=True, dropna=False)["survived"].sum().rename("survived").reset_index()
+    table = table.merge(survived, on=keys, how="left")
+    best = describe_over_seeds(scores, keys, "best_score")[[*keys, "median"]].rename(columns={"median": "best_median"})
+    table = table.merge(best, on=keys, how="left")
+
+    survivors = scores.loc[scores["survived"]]
+    described = [("final", "final"), ("last_k_std", "spread")] + [(f"auc_{axis}", f"auc_{axis}") for axis in SPEED_AXES]
+    for value, prefix in described:
+        if value not in survivors.columns:
+            survivors = survivors.assign(**{value: np.nan})
+        frame = describe_over_seeds(survivors, keys, value)[[*keys, "n", "mean", "mean_lo", "mean_hi"]]
+        frame = frame.rename(columns={"n": f"{prefix}_n", "mean": f"{prefix}_mean", "mean_lo": f"{prefix}_mean_lo",
+                                      "mean_hi": f"{prefix}_mean_hi"})
+        table = table.merge(frame, on=keys, how="left")
+    best_step = survivors.groupby(keys, sort=True, dropna=False)["best_step"].median().rename("best_step_median")
+    table = table.merge(best_step.reset_index(), on=keys, how="left")
+    table = table.rename(columns={"auc_step_n": "curve_n"})
+    table = table.drop(columns=[c for c in table.columns if c.endswith("_n") and c != "curve_n"])
+    table["curve_n"] = table["curve_n"].fillna(0).astype(int)
+    return table
+
+
+def status_table(jobs: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Per group: job counts by status, the runs (jobs with an outcome), how many `survived` and how
+    many `failed_to_train`, `divergence_rate` = diverged / (done + diverged), and `train_s` = mean
+    training wall time (seconds) of the done and diverged runs."""
+    counts = pd.crosstab([jobs[a] for a in axes], jobs["status"]).reindex(columns=list(STATUSES), fill_value=0)
+    counts.columns.name = None
+    counts["jobs"] = counts[list(STATUSES)].sum(axis=1)
+    counts["runs"] = counts[list(ENDED)].sum(axis=1)
+    by_outcome = pd.crosstab([outcomes[a] for a in axes], outcomes["outcome"]).reindex(columns=list(OUTCOMES),
+                                                                                       fill_value=0)
+    counts["survived"] = by_outcome["survived"].reindex(counts.index, fill_value=0).astype(int)
+    counts["failed_to_train"] = by_outcome["failed to train"].reindex(counts.index, fill_value=0).astype(int)
+    finished = counts["done"] + counts["diverged"]
+    counts["divergence_rate"] = (counts["diverged"] / finished.where(finished > 0)).astype(float)
+    train = jobs.loc[jobs["status"].isin(FINISHED)].groupby(list(axes))["train_s"].mean()
+    counts["train_s"] = train.reindex(counts.index)
+    return counts.reset_index()
+
+
+def threshold_table(scores: pd.DataFrame, axes: Sequence[str], thresholds: Mapping[str, float]) -> pd.DataFrame:
+    """Per group and thresholded metric, from `run_scores` rows: how many runs reached the threshold
+    and when, on each speed axis.
+
+    A survivor reaches it at its first evaluation at least as good; a survivor that never does is
+    censored, and a run that did not survive counts as never reaching it (the worst outcome). Both
+    take an infinite time, so the medians are over every run and are infinite ("not reached") once
+    half the runs never got there; a censored run is never given its run length as a time.
+    Columns: the axes, `metric`, `threshold`, `runs`, `survived`, `reached`, `median_step` (generator
+    steps), `median_grad_evals` (gradient evaluations), `median_wall_s` (seconds).
+    """
+    columns = [*axes, "metric", "threshold", "runs", "survived", "reached", "median_step", "median_grad_evals",
+               "median_wall_s"]
+    rows = scores.loc[scores["metric"].isin(list(thresholds))]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    hit = rows["survived"] & rows["reached"]
+    rows = rows.assign(threshold=rows["metric"].map(thresholds).astype(float), hit=hit, **{
+        name: np.where(hit, rows[f"{source}_to_threshold"], np.inf)
+        for name, source in (("time_step", "steps"), ("time_grad_evals", "grad_evals"), ("time_wall_s", "wall_s"))})
+    grouped = rows.groupby(["metric", "threshold", *axes], sort=True, dropna=False)
+    table = pd.DataFrame({
+        "runs": grouped.size(),
+        "survived": grouped["survived"].sum().astype(int),
+        "reached": grouped["hit"].sum().astype(int),
+        "median_step": grouped["time_step"].median(),
+        "median_grad_evals": grouped["time_grad_evals"].median(),
+        "median_wall_s": grouped["time_wall_s"].median(),
+    }).reset_index()
+    return table[columns]
 
 
 def run_divergence(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
@@ -202,73 +431,6 @@ def run_divergence(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str
     return finished.merge(found, on="job_id", how="left")
 
 
-def summarise(runs: pd.DataFrame, axes: Sequence[str], *, n_resamples: int = 1000) -> pd.DataFrame:
-    """Per group and metric, over seeds, from `run_summaries` rows: statistics of the final value,
-    the best value, the normalised AUC and the last-k spread.
-
-    Columns: the axes, `metric`, `n`, then `final_*` and `best_*` for mean, mean_lo, mean_hi,
-    median, iqm, iqm_lo, iqm_hi (see `describe_over_seeds`); `best_step_median` (generator steps);
-    `curve_n`, the runs with at least two evaluations (those with an AUC and a spread), and over
-    them `auc_*` and `spread_*` for mean, mean_lo, mean_hi, median (NaN where `curve_n` is 0).
-    """
-    keys = ["metric", *axes]
-    final = describe_over_seeds(runs, keys, "final", n_resamples=n_resamples)
-    best = describe_over_seeds(runs, keys, "best", n_resamples=n_resamples)
-    stats = [c for c in final.columns if c not in (*keys, "n")]
-    final = final.rename(columns={c: f"final_{c}" for c in stats})
-    best = best.drop(columns="n").rename(columns={c: f"best_{c}" for c in stats})
-    table = final.merge(best, on=keys, how="left")
-    best_step = runs.groupby(keys, sort=True, dropna=False)["best_step"].median().rename("best_step_median")
-    table = table.merge(best_step.reset_index(), on=keys, how="left")
-
-    curves = runs.loc[np.isfinite(runs["auc"].to_numpy(dtype=float))
-                      & np.isfinite(runs["last_k_std"].to_numpy(dtype=float))]
-    shown = ["mean", "mean_lo", "mean_hi", "median"]
-    for value, prefix in (("auc", "auc"), ("last_k_std", "spread")):
-        described = describe_over_seeds(curves, keys, value, n_resamples=n_resamples, with_iqm_ci=False)
-        described = described[[*keys, "n", *shown]].rename(columns={"n": f"{prefix}_n", **{
-            c: f"{prefix}_{c}" for c in shown}})
-        table = table.merge(described, on=keys, how="left")
-    table = table.rename(columns={"auc_n": "curve_n"}).drop(columns="spread_n")  # the same runs: one n
-    table["curve_n"] = table["curve_n"].fillna(0).astype(int)
-    return table
-
-
-def status_table(jobs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-    """Per group: job counts by status, `divergence_rate` = diverged / (done + diverged), and
-    `train_s` = mean training wall time (seconds) of finished runs."""
-    counts = pd.crosstab([jobs[a] for a in axes], jobs["status"]).reindex(columns=list(STATUSES), fill_value=0)
-    counts.columns.name = None
-    counts["jobs"] = counts[list(STATUSES)].sum(axis=1)
-    finished = counts["done"] + counts["diverged"]
-    counts["divergence_rate"] = (counts["diverged"] / finished.where(finished > 0)).astype(float)
-    train = jobs.loc[jobs["status"].isin(FINISHED)].groupby(list(axes))["train_s"].mean()
-    counts["train_s"] = train.reindex(counts.index)
-    return counts.reset_index()
-
-
-def threshold_table(runs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-    """Per group and thresholded metric, from `run_summaries` rows: how many runs reached the
-    threshold and when.
-
-    Censored runs (never reached it) count in `runs`, not in `reached`, and are left out of the
-    medians, which are over the runs that reached it (NaN if none did). Columns: the axes, `metric`,
-    `threshold`, `runs`, `reached`, `median_step` (generator steps), `median_wall_s` (seconds).
-    """
-    columns = [*axes, "metric", "threshold", "runs", "reached", "median_step", "median_wall_s"]
-    rows = runs.loc[np.isfinite(runs["threshold"].to_numpy(dtype=float))] if len(runs) else runs
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    grouped = rows.groupby(["metric", "threshold", *axes], sort=True, dropna=False)
-    table = pd.DataFrame({
-        "runs": grouped.size(),
-        "reached": grouped["reached"].sum().astype(int),
-        "median_step": grouped["steps_to_threshold"].median(),  # NaN (censored) skipped
-        "median_wall_s": grouped["wall_s_to_threshold"].median(),
-    }).reset_index()
-    return table[columns]
-
-
 def divergence_table(divergence: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """Per group, from `run_divergence` rows: `runs` (finished), `diverged` and
     `median_divergence_step` (generator steps, over the diverged runs; NaN if none diverged). The
@@ -282,58 +444,100 @@ def divergence_table(divergence: pd.DataFrame, axes: Sequence[str]) -> pd.DataFr
     return table
 
 
-def compare_to_baseline(runs: pd.DataFrame, axes: Sequence[str], baseline: str,
+VERDICTS = ("objective better", "baseline better", "no significant difference", "undecidable")
+
+
+def compare_to_baseline(scores: pd.DataFrame, axes: Sequence[str], baseline: str,
                         directions: Mapping[str, Direction], *, alpha: float = 0.05) -> pd.DataFrame:
-    """Every objective against `baseline` on the final value of each ranked metric, cell by cell.
+    """Every objective against `baseline` on the score (`run_scores`) of each ranked metric, cell by cell.
 
-    Runs pair when both objectives ran exactly the same seeds in the cell: then a Wilcoxon
-    signed-rank test with the matched-pairs rank-biserial correlation as effect size; otherwise a
-    Mann-Whitney U test with Cliff's delta. The family for Holm's correction is every comparison of
-    one metric (all objectives, all cells). Scores are oriented so that positive effects and
-    `probability_of_improvement` > 0.5 favour the objective over the baseline.
+    Runs pair on the seeds both objectives ran in the cell (a run that did not survive is present,
+    as the worst outcome; a seed is left out only when one side has no run of it, because its job
+    does not exist or has not finished): a Wilcoxon signed-rank test on those pairs with the
+    matched-pairs rank-biserial correlation as effect size. Only when no seed is shared, a
+    Mann-Whitney U test over all runs with Cliff's delta. Holm's correction runs over every
+    comparison of one metric (all objectives, all cells): its m comparisons. Scores are oriented so
+    that positive effects and `probability_of_improvement` > 0.5 favour the objective.
 
-    Columns: `metric`, the cell axes, `objective`, `baseline`, `n_objective`, `n_baseline`, `test`,
-    `statistic`, `p`, `p_holm`, `probability_of_improvement`, `effect`, `effect_name`,
-    `median_objective`, `median_baseline`, `significant` (p_holm < alpha).
+    A comparison is decidable when its smallest attainable p-value (stats.min_pvalue_paired /
+    min_pvalue_unpaired) times m is below `alpha`: otherwise no outcome of these seeds could make it
+    significant on its own, and it is "undecidable", never "no difference". `seeds_needed` is how
+    many seeds (per objective) the observed effect would need for 80% power at alpha / m
+    (stats.paired_seeds_needed / unpaired_seeds_needed, after Noether 1987; inf when no effect was
+    observed).
+
+    Columns: `metric`, the cell axes, `objective`, `baseline`, `test`, `n_objective`, `n_baseline`
+    (runs in the test), `survived_objective`, `survived_baseline`, `left_out` (the seeds without a
+    pair, e.g. "seed 6 (nsgan only)"; "" when none), `statistic`, `p`, `p_holm`, `min_p`,
+    `comparisons` (m), `decidable`, `seeds_needed`, `probability_of_improvement`, `effect`,
+    `effect_name`, `median_objective`, `median_baseline` (in the metric's units over the runs in the
+    test; +-inf is the worst outcome), `significant` (p_holm < alpha) and `verdict` (one of VERDICTS).
     """
     cell_axes = [a for a in axes if a != "objective"]
-    ranked = runs.loc[runs["metric"].isin(list(directions))]
+    ranked = scores.loc[scores["metric"].isin(list(directions))]
     records = []
-    for (metric, *cell), group in ranked.groupby(["metric", *cell_axes], sort=True):
-        scores = {name: frame.sort_values("seed") for name, frame in group.groupby("objective", sort=True)}
-        if baseline not in scores:
+    for (metric, *cell), group in ranked.groupby(["metric", *cell_axes], sort=True, dropna=False):
+        by_objective = {name: frame.set_index("seed").sort_index() for name, frame in group.groupby("objective", sort=True)}
+        if baseline not in by_objective:
             continue
-        base = scores[baseline]
-        y = oriented(base["final"].to_numpy(), directions[metric])
-        for objective, frame in scores.items():
+        base = by_objective[baseline]
+        for objective, frame in by_objective.items():
             if objective == baseline:
                 continue
-            x = oriented(frame["final"].to_numpy(), directions[metric])
-            same_seeds = np.array_equal(frame["seed"].to_numpy(), base["seed"].to_numpy())
-            result = paired_test(x, y) if same_seeds else unpaired_test(x, y)
+            shared = frame.index.intersection(base.index)
+            if len(shared):
+                used_x, used_y = frame.loc[shared], base.loc[shared]
+                x = oriented(used_x["score"].to_numpy(), directions[metric])
+                y = oriented(used_y["score"].to_numpy(), directions[metric])
+                result = paired_test(x, y)
+                effect_size = walsh_positive_fraction(paired_differences(x, y))
+            else:
+                used_x, used_y = frame, base
+                x = oriented(used_x["score"].to_numpy(), directions[metric])
+                y = oriented(used_y["score"].to_numpy(), directions[metric])
+                result = unpaired_test(x, y)
+                effect_size = probability_of_improvement(x, y)
+            left_out = [f"seed {seed} ({objective} only)" for seed in frame.index.difference(shared)] + [
+                f"seed {seed} ({baseline} only)" for seed in base.index.difference(shared)] if len(shared) else []
             records.append({
                 "metric": metric, **dict(zip(cell_axes, cell)), "objective": objective, "baseline": baseline,
-                "n_objective": x.size, "n_baseline": y.size, "test": result.test, "statistic": result.statistic,
-                "p": result.pvalue, "probability_of_improvement": probability_of_improvement(x, y),
+                "test": result.test, "n_objective": x.size, "n_baseline": y.size,
+                "survived_objective": int(used_x["survived"].sum()), "survived_baseline": int(used_y["survived"].sum()),
+                "left_out": ", ".join(left_out), "statistic": result.statistic, "p": result.pvalue,
+                "min_p": result.min_pvalue, "_effect_size": effect_size,
+                "probability_of_improvement": probability_of_improvement(x, y),
                 "effect": result.effect, "effect_name": result.effect_name,
-                "median_objective": float(np.median(frame["final"])),
-                "median_baseline": float(np.median(base["final"])),
+                "median_objective": float(np.median(used_x["score"])),
+                "median_baseline": float(np.median(used_y["score"])),
             })
-    columns = ["metric", *cell_axes, "objective", "baseline", "n_objective", "n_baseline", "test", "statistic", "p",
-               "p_holm", "probability_of_improvement", "effect", "effect_name", "median_objective",
-               "median_baseline", "significant"]
-    table = pd.DataFrame.from_records(records, columns=[c for c in columns if c not in ("p_holm", "significant")])
+    columns = ["metric", *cell_axes, "objective", "baseline", "test", "n_objective", "n_baseline",
+               "survived_objective", "survived_baseline", "left_out", "statistic", "p", "p_holm", "min_p",
+               "comparisons", "decidable", "seeds_needed", "probability_of_improvement", "effect", "effect_name",
+               "median_objective", "median_baseline", "significant", "verdict"]
+    computed = [c for c in columns if c not in ("p_holm", "comparisons", "decidable", "seeds_needed", "significant",
+                                                "verdict")]
+    table = pd.DataFrame.from_records(records, columns=[*computed, "_effect_size"])
     table["p_holm"] = np.nan
+    table["comparisons"] = table.groupby("metric")["metric"].transform("size").astype(int)
     for _, index in table.groupby("metric").groups.items():
         table.loc[index, "p_holm"] = holm(table.loc[index, "p"].to_numpy())
+    table["decidable"] = table["min_p"] * table["comparisons"] < alpha
+    needed = [paired_seeds_needed(effect, alpha=alpha, comparisons=m) if test == "wilcoxon" else
+              unpaired_seeds_needed(effect, alpha=alpha, comparisons=m)
+              for test, effect, m in zip(table["test"], table["_effect_size"], table["comparisons"])]
+    table["seeds_needed"] = np.asarray(needed, dtype=float)
     table["significant"] = table["p_holm"] < alpha
+    table["verdict"] = np.select(
+        [table["significant"] & (table["effect"] > 0), table["significant"], ~table["decidable"]],
+        ["objective better", "baseline better", "undecidable"], default="no significant difference")
     return table[columns]
 
 
 def rank_objectives(summary: pd.DataFrame, axes: Sequence[str],
                     directions: Mapping[str, Direction]) -> pd.DataFrame:
     """Rank of each objective within each cell and ranked metric (1 = best; ties share the average
-    rank), by the IQM of the final value over seeds. Columns: `metric`, the axes, `final_iqm`, `rank`."""
+    rank), by the IQM of the score over seeds (`summarise`'s `final_iqm`, where the worst outcome
+    of a run that did not survive counts). Columns: `metric`, the axes, `final_iqm`, `rank`."""
     cell_axes = [a for a in axes if a != "objective"]
     table = summary.loc[summary["metric"].isin(list(directions)), ["metric", *axes, "final_iqm"]].copy()
     sign = table["metric"].map(lambda name: _SIGN[directions[name]]).to_numpy(dtype=float)
@@ -342,18 +546,33 @@ def rank_objectives(summary: pd.DataFrame, axes: Sequence[str],
     return table.reset_index(drop=True)
 
 
-def curve_bands(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str],
-                *, n_resamples: int = 200) -> pd.DataFrame:
-    """Convergence curves over finished runs: per metric, group and evaluation step, the mean value
-    with its 95% bootstrap interval and the mean wall time (seconds) at that step.
+def curve_bands(metrics: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Convergence curves over the runs in `outcomes` (`run_outcomes` rows, or only its survivors):
+    per metric, group and evaluation step, the mean value over the runs evaluated there with its
+    95% Student-t interval, the mean wall time (seconds) and the gradient evaluations at that step.
 
-    Columns: `metric`, the axes, `step`, `n`, `mean`, `mean_lo`, `mean_hi`, `wall_s`.
+    `n` is the number of runs with a finite value at the step and `runs` the group's runs, so
+    where runs stopped (diverged, failed) the band says so (see `band_drops`) instead of its mean
+    quietly changing population. Columns: `metric`, the axes, `step`, `n`, `runs`, `mean`,
+    `mean_lo`, `mean_hi`, `wall_s`, `grad_evals`.
     """
-    finished = jobs.loc[jobs["status"].isin(FINISHED), ["job_id", "seed", *axes]]
-    rows = metrics.loc[np.isfinite(metrics["value"])].merge(finished, on="job_id", how="inner")
+    rows = metrics.loc[np.isfinite(metrics["value"])].merge(
+        outcomes[["job_id", "seed", "critic_steps", *axes]], on="job_id", how="inner")
+    rows = rows.assign(grad_evals=gradient_evaluations(rows["step"], rows["critic_steps"]))
     keys = ["metric", *axes, "step"]
-    bands = describe_over_seeds(rows, keys, "value", n_resamples=n_resamples, with_iqm_ci=False)
-    wall = rows.groupby(keys, sort=True, dropna=False)["wall_s"].mean().rename("wall_s").reset_index()
-    return bands.drop(columns=["median", "iqm"]).merge(wall, on=keys, how="left")
+    bands = describe_over_seeds(rows, keys, "value")[[*keys, "n", "mean", "mean_lo", "mean_hi"]]
+    times = rows.groupby(keys, sort=True, dropna=False)[["wall_s", "grad_evals"]].mean().reset_index()
+    runs = outcomes.groupby(list(axes), sort=True, dropna=False).size().rename("runs").reset_index()
+    bands = bands.merge(times, on=keys, how="left").merge(runs, on=list(axes), how="left")
+    return bands[[*keys, "n", "runs", "mean", "mean_lo", "mean_hi", "wall_s", "grad_evals"]]
 
 
+def band_drops(bands: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Where the number of runs behind a band changes: per metric and group, every step whose `n`
+    differs from the step before (the first step compares with the group's `runs`). Columns:
+    `metric`, the axes, `step`, `n`, `runs`."""
+    keys = ["metric", *axes]
+    ordered = bands.sort_values([*keys, "step"], kind="stable")
+    before = ordered.groupby(keys, sort=False, dropna=False)["n"].shift(1)
+    before = before.fillna(ordered["runs"])
+    return ordered.loc[ordered["n"] != before, [*keys, "step", "n", "runs"]].reset_index(drop=True)

@@ -14,18 +14,16 @@ import pandas as pd
 
 from bench.report import aggregate as agg
 from bench.report import figures as figs
+from bench.report.analysis import ALPHA, Analysis, analyse
 from bench.report.load import SuiteResults, load_results
-from bench.report.render import Bullets, Document, Image, Paragraph, Section, Table, fmt, fmt_ci, to_html, to_markdown
-from bench.report.stats import BOOTSTRAP_SEED
+from bench.report.render import Bullets, Document, Image, Paragraph, Section, Table, fmt, to_html, to_markdown
+from bench.report.stats import POWER, median_ci_ranks
+from bench.report.summary import cell_summaries, opening_lines, score_text, summary_text, test_text, verdict_text
 from bench.store import SuiteStore
 
-ALPHA = 0.05
-TABLE_RESAMPLES = 1000
-CURVE_RESAMPLES = 200
 MAX_CONVERGENCE_FIGURES = 6
 MAX_UNRANKED_CURVES = 4
 MAX_DISTRIBUTION_FIGURES = 6
-COVERAGE_METRIC = "modes_covered"
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,9 @@ class ReportResult:
     """What `build_report` wrote and found.
 
     `report_dir` = `<suite_dir>/report`; `markdown`, `html` the two reports; `figures` the PNGs
-    under `report_dir/figures`; `status_counts` jobs per status; `notes` what the report says it
-    skipped or could not do; `timings` seconds per stage (load, aggregate, figures, render).
+    under `report_dir/figures`; `status_counts` jobs per status; `summary` the report's opening
+    answer as plain text lines (`summary_lines`); `notes` what the report says it skipped or could
+    not do; `timings` seconds per stage (load, aggregate, figures, render).
     """
 
     report_dir: Path
@@ -43,14 +42,54 @@ class ReportResult:
     figures: tuple[Path, ...]
     num_jobs: int
     status_counts: Mapping[str, int]
+    summary: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
 
 
-def _registered_directions() -> dict[str, agg.Direction]:
-    from bench.metrics import metric_directions
+@dataclass(frozen=True)
+class _Rules:
+    directions: dict[str, agg.Direction]
+    failed_at: dict[str, float]
+    shown: dict[str, agg.Direction]
 
-    return metric_directions()
+
+def _rules(directions: Mapping[str, agg.Direction] | None, failed_at: Mapping[str, float] | None) -> _Rules:
+    """Ranked directions, failed-to-train rules and shown-but-unranked metrics: the given ones, else
+    every registered evaluator's (bench.metrics.metric_infos)."""
+    from bench.metrics import metric_infos
+
+    infos = metric_infos()
+    if directions is None:
+        directions = {name: info.direction for name, info in infos.items() if info.ranked}
+    if failed_at is None:
+        failed_at = {name: info.failed_at for name, info in infos.items() if info.failed_at is not None}
+    shown = {name: info.direction for name, info in infos.items() if not info.ranked and name not in directions}
+    return _Rules(dict(directions), {m: float(v) for m, v in failed_at.items() if m in directions}, shown)
+
+
+def _analysis(suite_dir: Path, baseline: str | None, directions: Mapping[str, agg.Direction] | None,
+              failed_at: Mapping[str, float] | None, survivors_only: bool) -> tuple[SuiteResults, Analysis]:
+    results = load_results(Path(suite_dir))
+    rules = _rules(directions, failed_at)
+    return results, analyse(results, rules.directions, baseline=baseline, failed_at=rules.failed_at,
+                            shown=rules.shown, survivors_only=survivors_only)
+
+
+def summary_lines(
+    suite_dir: Path,
+    *,
+    baseline: str | None = None,
+    directions: Mapping[str, agg.Direction] | None = None,
+    failed_at: Mapping[str, float] | None = None,
+    survivors_only: bool = False,
+) -> list[str]:
+    """The report's opening answer as plain text lines, computed from `<suite_dir>` without writing
+    anything: per cell, the best objectives on each ranked metric, which differences the seeds can
+    decide and which they cannot, which runs diverged, failed or failed to train, each with its n.
+    Arguments as for `build_report`."""
+    _, analysis = _analysis(suite_dir, baseline, directions, failed_at, survivors_only)
+    return summary_text(analysis)
 
 
 def build_report(
@@ -58,24 +97,31 @@ def build_report(
     *,
     baseline: str | None = None,
     directions: Mapping[str, agg.Direction] | None = None,
+    failed_at: Mapping[str, float] | None = None,
+    survivors_only: bool = False,
 ) -> ReportResult:
     """Write `<suite_dir>/report/report.md`, `report.html` and `figures/*.png` from the results.
 
     `baseline` overrides the suite's `report.baseline` (default `nsgan`); if that objective is not
     in the suite the report says so and skips the comparisons. `directions` maps metric -> "lower" /
-    "higher" (is better); by default every registered evaluator's (bench.metrics.metric_directions).
-    Metrics without a direction (training losses among them) are plotted and never ranked.
-    Works on partial results: unfinished and failed jobs are listed with their reasons and left out
-    of the statistics. The previous report/ folder is replaced.
+    "higher" (is better) for the ranked metrics, and `failed_at` metric -> the value at or past which
+    a done run failed to train; by default every registered evaluator's (bench.metrics.metric_infos:
+    ranked metrics, MetricInfo.failed_at). Registered metrics that are not ranked are shown and never
+    ranked; other series (training losses) are plotted only.
+    Diverged, failed and failed-to-train runs count as the worst outcome in every rank-based
+    statistic; `survivors_only` leaves them out instead. Running and pending jobs are listed as
+    unfinished, and the report calls its verdicts provisional. The previous report/ folder is replaced.
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     results = load_results(Path(suite_dir))
-    directions = dict(_registered_directions() if directions is None else directions)
+    rules = _rules(directions, failed_at)
     timings["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    analysis = _analyse(results, directions, baseline)
+    analysis = analyse(results, rules.directions, baseline=baseline, failed_at=rules.failed_at, shown=rules.shown,
+                       survivors_only=survivors_only)
+    summary = summary_text(analysis)
     timings["aggregate"] = time.perf_counter() - clock
 
     report_dir = results.suite_dir / "report"
@@ -98,93 +144,18 @@ def build_report(
     return ReportResult(
         report_dir=report_dir, markdown=markdown_path, html=html_path,
         figures=tuple(f.path for f in figure_files.values()), num_jobs=len(results.jobs),
-        status_counts={s: int(counts.get(s, 0)) for s in agg.STATUSES}, notes=tuple(analysis.notes),
-        timings=timings,
+        status_counts={s: int(counts.get(s, 0)) for s in agg.STATUSES}, summary=tuple(summary),
+        notes=tuple(analysis.notes), timings=timings,
     )
-
-
-# ---- analysis ------------------------------------------------------------------------------------
-
-@dataclass
-class _Analysis:
-    axes: list[str]
-    cell_axes: list[str]
-    objectives: list[str]
-    cells: list[str]
-    ranked: list[str]
-    unranked: list[str]
-    directions: dict[str, agg.Direction]
-    baseline: str
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    status: pd.DataFrame
-    divergence: pd.DataFrame
-    thresholds: pd.DataFrame
-    comparisons: pd.DataFrame
-    ranks: pd.DataFrame
-    bands: pd.DataFrame
-    notes: list[str]
-
-
-def _ordered_objectives(jobs: pd.DataFrame, baseline: str) -> list[str]:
-    names = sorted(jobs["objective"].unique())
-    return ([baseline] if baseline in names else []) + [n for n in names if n != baseline]
-
-
-def _analyse(results: SuiteResults, directions: dict[str, agg.Direction], baseline: str | None) -> _Analysis:
-    jobs, metrics = results.jobs, results.metrics
-    notes: list[str] = []
-    baseline = baseline or results.report_config.baseline
-    axes = agg.grid_axes(jobs)
-    cell_axes = axes[1:]
-    objectives = _ordered_objectives(jobs, baseline) if len(jobs) else []
-    if len(jobs):
-        jobs = jobs.assign(cell=agg.cell_labels(jobs, cell_axes))
-    else:
-        jobs = jobs.assign(cell=pd.Series(dtype=str))
-    cells = sorted(jobs["cell"].unique())
-    finished = metrics.loc[metrics["job_id"].isin(jobs.loc[jobs["status"].isin(agg.FINISHED), "job_id"])
-                           & np.isfinite(metrics["value"])]
-    present_metrics = sorted(finished["metric"].unique())
-    ranked = [m for m in present_metrics if m in directions]
-    unranked = [m for m in present_metrics if m not in directions]
-
-    thresholds = dict(results.report_config.thresholds)
-    for metric in sorted(set(thresholds) - set(ranked)):
-        why = "it has no direction registered" if metric in present_metrics else "no run has reported it"
-        notes.append(f"Threshold on `{metric}` skipped: {why} (ranked metrics: {', '.join(ranked) or 'none'}).")
-        del thresholds[metric]
-    runs = agg.run_summaries(metrics, jobs, [*axes, "cell"], {m: directions[m] for m in ranked}, thresholds,
-                             last_k=agg.LAST_K)
-    summary = agg.summarise(runs, [*axes, "cell"], n_resamples=TABLE_RESAMPLES)
-    status = agg.status_table(jobs, [*axes, "cell"]) if len(jobs) else pd.DataFrame()
-    divergence = agg.divergence_table(agg.run_divergence(metrics, jobs, [*axes, "cell"]), [*axes, "cell"])
-    threshold_table = agg.threshold_table(runs, [*axes, "cell"])
-
-    if baseline not in objectives:
-        notes.append(f"Baseline `{baseline}` is not among the objectives of this suite "
-                     f"({', '.join(objectives) or 'none'}): comparisons skipped.")
-        comparisons = pd.DataFrame()
-    else:
-        comparisons = agg.compare_to_baseline(runs, axes, baseline, directions, alpha=ALPHA)
-        if comparisons.empty:
-            notes.append(f"No comparison with the baseline `{baseline}`: it or the other objectives have no "
-                         "finished runs with ranked metrics yet.")
-        else:
-            labels = agg.cell_labels(comparisons, cell_axes)
-            comparisons = comparisons.assign(cell=labels)
-    ranks = agg.rank_objectives(summary, [*axes, "cell"], directions)
-    bands = agg.curve_bands(metrics, jobs, [*axes, "cell"], n_resamples=CURVE_RESAMPLES)
-    return _Analysis(axes, cell_axes, objectives, cells, ranked, unranked, directions, baseline, runs, summary, status,
-                     divergence, threshold_table, comparisons, ranks, bands, notes)
 
 
 # ---- figures -------------------------------------------------------------------------------------
 
-def _sample_panels(results: SuiteResults, jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """For each cell and objective, the lowest finished seed with final samples: (points, images)."""
+def _sample_panels(results: SuiteResults, analysis: Analysis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For each cell and objective, the lowest surviving seed with final samples: (points, images)."""
     store = SuiteStore(results.suite_dir)
-    finished = jobs.loc[jobs["status"].isin(agg.FINISHED)].sort_values("seed")
+    survivors = analysis.outcomes.loc[analysis.outcomes["survived"], ["job_id"]]
+    finished = analysis.jobs.merge(survivors, on="job_id").sort_values("seed")
     points, images = [], []
     for (cell, objective), group in finished.groupby(["cell", "objective"], sort=True):
         for job_id, seed, dataset in zip(group["job_id"], group["seed"], group["dataset"]):
@@ -221,30 +192,30 @@ def _mixture_centres(jobs: pd.DataFrame, panels: pd.DataFrame, suite_dir: Path,
     return centres
 
 
-def _draw_figures(results: SuiteResults, analysis: _Analysis, figures_dir: Path) -> dict[str, figs.FigureFile]:
+def _draw_figures(results: SuiteResults, analysis: Analysis, figures_dir: Path) -> dict[str, figs.FigureFile]:
     drawn: dict[str, figs.FigureFile] = {}
     if not analysis.objectives:
         return drawn
     palette = figs.objective_palette(analysis.objectives)
-    jobs = results.jobs.assign(cell=agg.cell_labels(results.jobs, analysis.cell_axes))
     for metric in analysis.ranked[:MAX_CONVERGENCE_FIGURES]:
         drawn[f"convergence:{metric}"] = figs.convergence_figure(
-            analysis.bands, metric, analysis.cells, analysis.objectives, palette,
+            analysis.bands, analysis.drops, metric, analysis.cells, analysis.objectives, palette,
             figures_dir / f"convergence_{_file_part(metric)}.png")
-    if analysis.unranked:
+    plotted = [*analysis.shown, *analysis.unranked][:MAX_UNRANKED_CURVES]
+    if plotted:
         drawn["convergence:unranked"] = figs.unranked_curves_figure(
-            analysis.bands, analysis.unranked[:MAX_UNRANKED_CURVES], analysis.cells, analysis.objectives, palette,
+            analysis.bands, analysis.drops, plotted, analysis.cells, analysis.objectives, palette,
             figures_dir / "training_curves.png")
     for metric in analysis.ranked[:MAX_DISTRIBUTION_FIGURES]:
         drawn[f"final:{metric}"] = figs.distribution_figure(
-            analysis.runs, metric, analysis.cells, analysis.objectives, palette,
+            analysis.scores, metric, analysis.cells, analysis.objectives, palette,
             figures_dir / f"final_{_file_part(metric)}.png")
-    if COVERAGE_METRIC in analysis.ranked:
-        drawn["coverage"] = figs.coverage_figure(analysis.summary, COVERAGE_METRIC, analysis.cells,
+    if analysis.coverage_metric is not None:
+        drawn["coverage"] = figs.coverage_figure(analysis.summary, analysis.coverage_metric, analysis.cells,
                                                  analysis.objectives, palette, figures_dir / "mode_coverage.png")
-    points, images = _sample_panels(results, jobs)
+    points, images = _sample_panels(results, analysis)
     if len(points):
-        centres = _mixture_centres(jobs, points, results.suite_dir, analysis.notes)
+        centres = _mixture_centres(analysis.jobs, points, results.suite_dir, analysis.notes)
         drawn["points"] = figs.points_figure(points, centres, analysis.cells, analysis.objectives, palette,
                                              figures_dir / "samples_points.png")
     if len(images):
@@ -252,7 +223,7 @@ def _draw_figures(results: SuiteResults, analysis: _Analysis, figures_dir: Path)
                                                  figures_dir / "samples_images.png")
     if len(analysis.ranks):
         mean_ranks = analysis.ranks.groupby(["objective", "cell"], as_index=False)["rank"].mean()
-        seeds = figs.seeds_text(analysis.summary["n"])
+        seeds = figs.seeds_text(analysis.summary["runs"])
         drawn["ranks"] = figs.rank_heatmap_figure(mean_ranks, analysis.objectives, analysis.cells,
                                                   figures_dir / "rank_heatmap.png", seeds)
     return drawn
@@ -268,21 +239,39 @@ def _image(figure: figs.FigureFile, report_dir: Path) -> Image:
     return Image(figure.path, figure.path.relative_to(report_dir).as_posix(), figure.caption)
 
 
-def _group_columns(analysis: _Analysis) -> list[str]:
+def _group_columns(analysis: Analysis) -> list[str]:
     return ["objective", *analysis.cell_axes]
 
 
-def _group_cells(frame: pd.DataFrame, analysis: _Analysis) -> list[list[str]]:
+def _group_cells(frame: pd.DataFrame, analysis: Analysis) -> list[list[str]]:
     return frame[_group_columns(analysis)].astype(str).to_numpy().tolist()
 
 
-def _sorted_groups(frame: pd.DataFrame, analysis: _Analysis) -> pd.DataFrame:
+def _sorted_groups(frame: pd.DataFrame, analysis: Analysis) -> pd.DataFrame:
     order = {name: k for k, name in enumerate(analysis.objectives)}
     return frame.assign(_order=frame["objective"].map(order)).sort_values(
         ["cell", "_order"], kind="stable").drop(columns="_order")
 
 
-def _document(results: SuiteResults, analysis: _Analysis, drawn: dict[str, figs.FigureFile],
+def _interval(low: float, high: float) -> str:
+    """`[low, high]` with the worst outcome shown as `worst`; `n/a` when undefined."""
+    if np.isnan(low) or np.isnan(high):
+        return "n/a"
+    return f"[{score_text(low)}, {score_text(high)}]"
+
+
+def _over(analysis: Analysis) -> str:
+    return "survivors" if analysis.survivors_only else "all runs"
+
+
+def _summary_blocks(analysis: Analysis) -> list:
+    blocks: list = [Paragraph("Summary. " + " ".join(opening_lines(analysis)))]
+    for summary in cell_summaries(analysis):
+        blocks += [Paragraph(f"{summary.title}:"), Bullets(summary.lines)]
+    return blocks
+
+
+def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.FigureFile],
               report_dir: Path) -> Document:
     jobs = results.jobs
     counts = jobs["status"].value_counts()
@@ -292,8 +281,10 @@ def _document(results: SuiteResults, analysis: _Analysis, drawn: dict[str, figs.
         Paragraph(f"Suite `{results.name}`: {len(jobs)} jobs ({status_text}) on {datasets}. "
                   f"Grid axes compared: {', '.join(f'`{a}`' for a in analysis.axes)}; seeds are repetitions. "
                   f"Baseline: `{analysis.baseline}`."),
+        *_summary_blocks(analysis),
         Paragraph(f"Ranked metrics: {', '.join(f'`{m}`' for m in analysis.ranked) or 'none'}. "
-                  f"Plotted, never ranked: {', '.join(f'`{m}`' for m in analysis.unranked) or 'none'}."),
+                  f"Shown as published, never ranked: {', '.join(f'`{m}`' for m in analysis.shown) or 'none'}. "
+                  f"Plotted only: {', '.join(f'`{m}`' for m in analysis.unranked) or 'none'}."),
     ]
     if results.jobs_without_spec:
         intro.append(Paragraph(f"Job folders without spec.json (left out): "
@@ -301,127 +292,220 @@ def _document(results: SuiteResults, analysis: _Analysis, drawn: dict[str, figs.
     if analysis.notes:
         intro.append(Bullets(tuple(analysis.notes)))
 
-    sections = [_jobs_section(analysis), _unfinished_section(jobs, analysis)]
+    sections = [_jobs_section(analysis), _unfinished_section(analysis)]
     sections += _metric_sections(analysis, drawn, report_dir)
+    if analysis.shown:
+        sections.append(_shown_section(analysis))
     if "coverage" in drawn:
         sections.append(Section("Mode coverage", blocks=[_image(drawn["coverage"], report_dir)]))
     if len(analysis.thresholds):
         sections.append(_threshold_section(analysis))
     curve_figures = [f for key, f in drawn.items() if key.startswith("convergence:")]
     if curve_figures:
-        sections.append(Section("Convergence", blocks=[_image(f, report_dir) for f in curve_figures]))
+        sections.append(_convergence_section(analysis, curve_figures, report_dir))
     sections += _comparison_sections(analysis)
     sections.append(_ranking_section(analysis, drawn, report_dir))
     samples = [drawn[k] for k in ("points", "images") if k in drawn]
     if samples:
         sections.append(Section("Samples", blocks=[_image(f, report_dir) for f in samples]))
-    sections.append(_method_section())
+    sections.append(_method_section(analysis))
     return Document(f"Report: {results.name}", intro, sections)
 
 
-def _jobs_section(analysis: _Analysis) -> Section:
+def _jobs_section(analysis: Analysis) -> Section:
     status = _sorted_groups(analysis.status, analysis) if len(analysis.status) else analysis.status
     if len(status):
         status = status.merge(analysis.divergence[[*analysis.axes, "median_divergence_step"]], on=analysis.axes,
                               how="left")
-    columns = (*_group_columns(analysis), "jobs", *agg.STATUSES, "divergence rate", "median divergence step",
-               "mean train time (s)")
+    columns = (*_group_columns(analysis), "jobs", *agg.STATUSES, "survived", "failed to train", "divergence rate",
+               "median divergence step", "mean train time (s)")
     rows = []
     for cells, record in zip(_group_cells(status, analysis), status.to_dict("records")) if len(status) else ():
         rate = record["divergence_rate"]
         rows.append((*cells, str(record["jobs"]), *(str(record[s]) for s in agg.STATUSES),
+                     f"{record['survived']}/{record['runs']}", str(record["failed_to_train"]),
                      "n/a" if not np.isfinite(rate) else f"{rate:.0%}",
                      fmt(record["median_divergence_step"]), fmt(record["train_s"])))
-    blocks = [Paragraph("Jobs per group by status. Divergence rate = diverged / (done + diverged); median "
-                        "divergence step over the diverged runs (a run's "
-                        "divergence step: its first step with a non-finite logged value, else its last logged step); "
-                        "train time is the mean `train_s` of finished runs."), Table(columns, tuple(rows))]
+    blocks = [Paragraph("Jobs per group by status. Survived = runs that finished and trained / runs that ended (done, "
+                        "diverged or failed); a done run failed to train when its final value of a metric with a "
+                        "failed-to-train rule is no better than that rule's value. Divergence rate = diverged / "
+                        "(done + diverged); median divergence step over the diverged runs (a run's divergence step: "
+                        "its first step with a non-finite logged value, else its last logged step); train time is "
+                        "the mean `train_s` of done and diverged runs."), Table(columns, tuple(rows))]
     return Section("Jobs", blocks=blocks)
 
 
-def _unfinished_section(jobs: pd.DataFrame, analysis: _Analysis) -> Section:
-    others = jobs.loc[jobs["status"] != "done"]
-    if others.empty:
-        return Section("Unfinished, failed and diverged jobs", blocks=[Paragraph("Every job is done.")])
-    order = {s: k for k, s in enumerate(("failed", "running", "pending", "diverged"))}
-    others = others.assign(_order=others["status"].map(order)).sort_values(
+_LISTED = ("failed", "running", "pending", "diverged", "failed to train")
+
+
+def _unfinished_section(analysis: Analysis) -> Section:
+    jobs = analysis.jobs.merge(analysis.outcomes[["job_id", "outcome", "why"]], on="job_id", how="left")
+    jobs["outcome"] = jobs["outcome"].fillna("unfinished")
+    listed = jobs.assign(_kind=np.where(jobs["outcome"] == "failed to train", "failed to train", jobs["status"]))
+    listed = listed.loc[listed["_kind"].isin(_LISTED)]
+    title = "Unfinished, failed and diverged jobs"
+    if listed.empty:
+        return Section(title, blocks=[Paragraph("Every job ended and every run survived.")])
+    order = {s: k for k, s in enumerate(_LISTED)}
+    listed = listed.assign(_order=listed["_kind"].map(order)).sort_values(
         ["_order", "objective", *analysis.cell_axes, "seed", "job_id"], kind="stable")
-    columns = ("job", "status", *_group_columns(analysis), "seed", "step", "reason")
+    columns = ("job", "status", "outcome", *_group_columns(analysis), "seed", "step", "reason")
     rows = tuple(
-        (f"`{r['job_id']}`", r["status"], *(str(r[c]) for c in _group_columns(analysis)), str(r["seed"]),
-         "n/a" if pd.isna(r["step"]) else str(int(r["step"])), r["reason"] if isinstance(r["reason"], str) else "")
-        for r in others.to_dict("records"))
-    return Section("Unfinished, failed and diverged jobs", blocks=[
-        Paragraph("Failed, running and pending jobs are left out of the statistics; diverged runs enter with "
-                  "their last evaluation."), Table(columns, rows)])
+        (f"`{r['job_id']}`", r["status"], r["outcome"], *(str(r[c]) for c in _group_columns(analysis)),
+         str(r["seed"]), "n/a" if pd.isna(r["step"]) else str(int(r["step"])),
+         r["why"] if r["outcome"] == "failed to train" else (r["reason"] if isinstance(r["reason"], str) else ""))
+        for r in listed.to_dict("records"))
+    worst = ("are left out of every statistic (survivors-only view)" if analysis.survivors_only else
+             "count as the worst outcome in every median, IQM, rank, probability of improvement and test, and are "
+             "left out of means")
+    return Section(title, blocks=[Paragraph(
+        f"Running and pending jobs are not outcomes yet: they enter no statistic, and every verdict is provisional "
+        f"until they end. Diverged, failed and failed-to-train runs {worst}; a diverged run is never scored by the "
+        "value it reached before it broke."), Table(columns, rows)])
 
 
-def _metric_sections(analysis: _Analysis, drawn: dict[str, figs.FigureFile], report_dir: Path) -> list[Section]:
+def _windows_text(analysis: Analysis, metric: str) -> str:
+    windows = analysis.windows.loc[analysis.windows["metric"] == metric]
+    parts = []
+    for record in windows.to_dict("records"):
+        spans = [f"{agg.SPEED_AXES[axis]} [{fmt(record[f'{axis}_start'])}, {fmt(record[f'{axis}_end'])}]"
+                 for axis in agg.SPEED_AXES]
+        parts.append(f"{record['cell']}: " + ", ".join(spans))
+    return "; ".join(parts) or "none"
+
+
+def _metric_sections(analysis: Analysis, drawn: dict[str, figs.FigureFile], report_dir: Path) -> list[Section]:
     if not analysis.ranked:
         return [Section("Final and best metrics", blocks=[Paragraph("No ranked metric has been reported yet.")])]
+    over = _over(analysis)
+    _, coverage = median_ci_ranks(6)
     sections = [Section("Final and best metrics", blocks=[Paragraph(
-        "Over seeds, per group: n runs; final = value at the last finite evaluation, best = best value over "
-        "evaluations; mean and IQM (interquartile mean) with 95% percentile-bootstrap intervals "
-        f"({TABLE_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})."), Paragraph(
-        "Under each metric, its convergence and stability over the runs with at least two evaluations (n): "
-        "normalised AUC = trapezoidal area under the curve over generator steps divided by the run's step range "
-        "(a diverged run's ends at its last finite evaluation), the curve's mean level in the metric's units "
-        "(better in the metric's direction); last-k spread = sample "
-        f"standard deviation of the last {agg.LAST_K} evaluations (all of them if fewer), lower is steadier; "
-        "both with their mean and 95% bootstrap interval, and the median step of the best value.")])]
-    columns = (*_group_columns(analysis), "n", "final mean", "95% CI", "final median", "final IQM", "IQM 95% CI",
-               "best mean", "best 95% CI", "best IQM")
+        f"Over seeds, per group: survived = surviving runs / runs; final = a run's value at its last finite "
+        f"evaluation. Median, its interval and IQM (interquartile mean) are over {over}"
+        + ("" if analysis.survivors_only else ", a run that did not survive counting as the worst outcome (shown as "
+           "`worst` where it decides the number)")
+        + "; the median's 95% interval is the distribution-free order-statistic interval, which needs at least 6 "
+        f"runs (n/a below; with 6 runs it is their range, coverage {coverage:.1%}). Survivors' mean with its 95% "
+        "Student-t interval is over survivors only. Best = a run's best value over its evaluations (the worst "
+        "outcome for a run that did not survive)."), Paragraph(
+        "Under each metric, its convergence and stability over the survivors with a curve (n): AUC = the curve's "
+        "mean level (trapezoidal area divided by the window's width, in the metric's units, better in the metric's "
+        "direction) over a window every survivor of the cell covers, on three axes: generator steps, gradient "
+        "evaluations (critic updates + generator updates = steps x (critic_steps + 1)) and wall time; last-k "
+        f"spread = sample standard deviation of the last {agg.LAST_K} evaluations (all of them if fewer), lower is "
+        "steadier; both with their mean and 95% Student-t interval, and the median step of the best value.")])]
+    columns = (*_group_columns(analysis), "survived", "final median", "median 95% CI", "final IQM", "survivors' mean",
+               "mean 95% CI (t)", "best median")
     for metric in analysis.ranked:
         direction = analysis.directions[metric]
         summary = _sorted_groups(analysis.summary.loc[analysis.summary["metric"] == metric], analysis)
         records = summary.to_dict("records")
         rows = tuple(
-            (*cells, str(r["n"]), fmt(r["final_mean"]), fmt_ci(r["final_mean_lo"], r["final_mean_hi"]),
-             fmt(r["final_median"]), fmt(r["final_iqm"]), fmt_ci(r["final_iqm_lo"], r["final_iqm_hi"]),
-             fmt(r["best_mean"]), fmt_ci(r["best_mean_lo"], r["best_mean_hi"]), fmt(r["best_iqm"]))
+            (*cells, f"{r['survived']}/{r['runs']}", score_text(r["final_median"]),
+             _interval(r["final_median_lo"], r["final_median_hi"]), score_text(r["final_iqm"]), fmt(r["final_mean"]),
+             _interval(r["final_mean_lo"], r["final_mean_hi"]), score_text(r["best_median"]))
             for cells, r in zip(_group_cells(summary, analysis), records))
-        curve_columns = (*_group_columns(analysis), "n", f"AUC mean ({direction} is better)", "AUC 95% CI",
-                         f"last-{agg.LAST_K} spread mean (lower is steadier)", "spread 95% CI",
-                         "median step of best")
+        curve_columns = (*_group_columns(analysis), "survived", "n", f"AUC over steps ({direction} is better)",
+                         "AUC 95% CI", "AUC over gradient evaluations", "AUC over wall time",
+                         f"last-{agg.LAST_K} spread mean (lower is steadier)", "spread 95% CI", "median step of best")
         curve_rows = tuple(
-            (*cells, str(r["curve_n"]), fmt(r["auc_mean"]), fmt_ci(r["auc_mean_lo"], r["auc_mean_hi"]),
-             fmt(r["spread_mean"]), fmt_ci(r["spread_mean_lo"], r["spread_mean_hi"]), fmt(r["best_step_median"]))
+            (*cells, f"{r['survived']}/{r['runs']}", str(r["curve_n"]), fmt(r["auc_step_mean"]),
+             _interval(r["auc_step_mean_lo"], r["auc_step_mean_hi"]), fmt(r["auc_grad_evals_mean"]),
+             fmt(r["auc_wall_s_mean"]), fmt(r["spread_mean"]), _interval(r["spread_mean_lo"], r["spread_mean_hi"]),
+             fmt(r["best_step_median"]))
             for cells, r in zip(_group_cells(summary, analysis), records))
         blocks: list = [Paragraph(f"`{metric}`: {direction} is better."), Table(columns, rows),
-                        Paragraph(f"Convergence and stability of `{metric}`:"), Table(curve_columns, curve_rows)]
+                        Paragraph(f"Convergence and stability of `{metric}` (windows: {_windows_text(analysis, metric)}):"),
+                        Table(curve_columns, curve_rows)]
         if f"final:{metric}" in drawn:
             blocks.append(_image(drawn[f"final:{metric}"], report_dir))
         sections.append(Section(metric, level=3, blocks=blocks))
     return sections
 
 
-def _threshold_section(analysis: _Analysis) -> Section:
+def _shown_section(analysis: Analysis) -> Section:
+    """Metrics a degenerate generator can win, as their sources publish them: survivors' values only."""
+    keys = ["objective", *analysis.cell_axes, "cell"]
+    runs = analysis.shown_runs.loc[analysis.shown_runs["survived"]]
+    survival = analysis.outcomes.groupby(keys, sort=True)["survived"].agg(["sum", "size"]).reset_index()
+    blocks: list = [Paragraph(
+        "These metrics are reported as their sources publish them, but a degenerate generator can score well on them "
+        "(PacGAN's modes-covered rule credits uniform noise), so they are never ranked, compared or used in a verdict. "
+        "Final value over surviving runs (n): median and mean.")]
+    columns = (*_group_columns(analysis), "survived", "n", "final median", "final mean")
+    for metric in analysis.shown:
+        rows = runs.loc[runs["metric"] == metric]
+        table = rows.groupby(keys, sort=True)["final"].agg(["size", "median", "mean"]).reset_index()
+        table = _sorted_groups(table.merge(survival, on=keys, how="left"), analysis)
+        body = tuple((*cells, f"{r['sum']}/{r['size_y']}", str(r["size_x"]), fmt(r["median"]), fmt(r["mean"]))
+                     for cells, r in zip(_group_cells(table, analysis), table.to_dict("records")))
+        blocks += [Paragraph(f"`{metric}` ({analysis.shown_directions[metric]} is better as published):"),
+                   Table(columns, body)]
+    return Section("Shown, never ranked", blocks=blocks)
+
+
+def _threshold_section(analysis: Analysis) -> Section:
     table = _sorted_groups(analysis.thresholds, analysis).sort_values("metric", kind="stable")
-    columns = ("metric", "threshold", *_group_columns(analysis), "runs", "reached", "median steps to reach",
-               "median wall time to reach (s)")
+    columns = ("metric", "threshold", *_group_columns(analysis), "runs", "survived", "reached", "median steps to reach",
+               "median gradient evaluations to reach", "median wall time to reach (s)")
+
+    def time(value: float) -> str:
+        return "not reached" if np.isinf(value) else fmt(value)
+
     rows = tuple(
-        (f"`{r['metric']}`", fmt(r["threshold"]), *cells, str(r["runs"]), str(r["reached"]), fmt(r["median_step"]),
-         fmt(r["median_wall_s"]))
+        (f"`{r['metric']}`", fmt(r["threshold"]), *cells, str(r["runs"]), f"{r['survived']}/{r['runs']}",
+         str(r["reached"]), time(r["median_step"]),
+         time(r["median_grad_evals"]), time(r["median_wall_s"]))
         for cells, r in zip(_group_cells(table, analysis), table.to_dict("records")))
     return Section("Steps to threshold", blocks=[
-        Paragraph("A run reaches a threshold at its first evaluation at least as good as the threshold (runs = "
-                  "finished runs of the group). Runs that never reach it are censored: they count in `runs` but not "
-                  "in `reached`, and are left out of the medians, which are over the runs that reached it (n/a when "
-                  "none did); a censored run is never given its run length as a time."), Table(columns, rows)])
+        Paragraph("A surviving run reaches a threshold at its first evaluation at least as good as the threshold. A "
+                  "survivor that never reaches it is censored, and a run that did not survive counts as never "
+                  "reaching it; both take an infinite time, so the medians are over every run (runs) and read "
+                  "`not reached` once half of them never got there. A censored run is never given its run length as "
+                  "a time. Times are given on three axes: generator steps, gradient evaluations (steps x "
+                  "(critic_steps + 1): an objective with 5 critic steps spends 6 per generator step) and wall "
+                  "time."), Table(columns, rows)])
 
 
-def _comparison_sections(analysis: _Analysis) -> list[Section]:
+def _convergence_section(analysis: Analysis, curve_figures: list[figs.FigureFile], report_dir: Path) -> Section:
+    blocks: list = [Paragraph(
+        "Each curve is the mean over the runs evaluated at a step, with its 95% Student-t band; a run that stopped "
+        "(diverged or failed) leaves the curves from that step on, so where n falls the mean is over fewer runs. "
+        + ("Survivors only. " if analysis.survivors_only else "")
+        + "The figures mark where n falls; every such step is listed here.")]
+    drops = _sorted_groups(analysis.drops, analysis) if len(analysis.drops) else analysis.drops
+    if drops.empty:
+        blocks.append(Paragraph("Every curve keeps all of its group's runs at every step."))
+    else:
+        items = []
+        for (metric, cell, objective), frame in drops.groupby(["metric", "cell", "objective"], sort=False):
+            steps = ", ".join(f"n = {int(r['n'])}/{int(r['runs'])} from step {int(r['step'])}"
+                              for r in frame.to_dict("records"))
+            items.append(f"`{metric}`, {objective} on {cell}: {steps}.")
+        blocks.append(Bullets(tuple(sorted(items))))
+    blocks += [_image(f, report_dir) for f in curve_figures]
+    return Section("Convergence", blocks=blocks)
+
+
+def _comparison_sections(analysis: Analysis) -> list[Section]:
     title = f"Comparison with {analysis.baseline}"
     table = analysis.comparisons
     if table.empty:
         return [Section(title, blocks=[Paragraph(
             next((n for n in analysis.notes if "aseline" in n), "No comparison could be made."))])]
+    worst = ("runs that did not survive are left out (survivors-only view)" if analysis.survivors_only else
+             "a run that diverged, failed or failed to train scores the worst outcome")
     blocks: list = [Paragraph(
-        f"Each objective against `{analysis.baseline}` on the final value of each ranked metric, within each cell. "
-        "Wilcoxon signed-rank where both ran the same seeds (effect size: matched-pairs rank-biserial "
-        "correlation), Mann-Whitney U otherwise (effect size: Cliff's delta); both in [-1, 1], positive favours the "
-        "objective. P(improvement) is rliable's probability that a run of the objective beats a run of the "
-        f"baseline. p-values are Holm-corrected over all comparisons of one metric; alpha = {ALPHA}.")]
+        f"Each objective against `{analysis.baseline}` on the final value of each ranked metric, within each cell; "
+        f"{worst}. Final values compare runs after equal generator steps. Runs pair on the seeds both objectives "
+        "ran (Wilcoxon signed-rank; effect size: matched-pairs rank-biserial correlation); seeds only one of them "
+        "has are named under `left out`. Mann-Whitney U (effect size: Cliff's delta) only when they share no seed. "
+        "Both effects in [-1, 1], positive favours the objective. P(improvement) is rliable's probability that a run "
+        f"of the objective beats a run of the baseline. p-values are Holm-corrected over the m comparisons of one "
+        f"metric; alpha = {ALPHA}. Min attainable p is the smallest p these run counts allow (2/2^n paired, "
+        "2/C(n1+n2, n1) unpaired): where it times m is not below alpha the comparison is undecidable, never "
+        f"\"no difference\". Seeds needed: seeds per objective for {POWER:.0%} power to find the observed effect at "
+        "alpha/m (Noether 1987).")]
     order = {name: k for k, name in enumerate(analysis.objectives)}
     sentences = []
     for metric, frame in table.groupby("metric", sort=True):
@@ -429,68 +513,92 @@ def _comparison_sections(analysis: _Analysis) -> list[Section]:
         rows = []
         for r in frame.to_dict("records"):
             n = f"{r['n_objective']}/{r['n_baseline']}"
-            better = r["effect"] > 0
             if r["significant"]:
-                verdict = f"{'objective' if better else 'baseline'} better"
+                better = r["effect"] > 0
                 word = "higher" if better == (analysis.directions[metric] == "higher") else "lower"
                 sentences.append(
                     f"On {r['cell']}, `{r['objective']}` reaches a {word} final `{metric}` than `{r['baseline']}` "
-                    f"(median {fmt(r['median_objective'])} vs {fmt(r['median_baseline'])}; "
-                    f"{_test_name(r['test'])} p = {fmt(r['p'])}, Holm-adjusted p = {fmt(r['p_holm'])}; "
+                    f"(median {score_text(r['median_objective'])} vs {score_text(r['median_baseline'])}; "
+                    f"{test_text(r['test'])} p = {fmt(r['p'])}, Holm-adjusted p = {fmt(r['p_holm'])}; "
                     f"P(improvement) = {fmt(r['probability_of_improvement'])}; {r['effect_name']} = "
-                    f"{fmt(r['effect'])}; n = {n} seeds).")
-            else:
-                verdict = f"no significant difference at n={n}"
-            rows.append((r["cell"], r["objective"], n, _test_name(r["test"]), fmt(r["statistic"]), fmt(r["p"]),
-                         fmt(r["p_holm"]), fmt(r["probability_of_improvement"]), fmt(r["effect"]),
-                         fmt(r["median_objective"]), fmt(r["median_baseline"]), verdict))
-        columns = ("cell", "objective", "n (objective/baseline)", "test", "statistic", "p", "Holm p",
-                   "P(improvement)", "effect", "median", "baseline median", "verdict")
+                    f"{fmt(r['effect'])}; n = {n} seeds; survived {r['survived_objective']}/{r['n_objective']} "
+                    f"and {r['survived_baseline']}/{r['n_baseline']}).")
+            needed = r["seeds_needed"]
+            rows.append((r["cell"], r["objective"], test_text(r["test"]), n,
+                         f"{r['survived_objective']}/{r['survived_baseline']}", r["left_out"] or "none",
+                         fmt(r["statistic"]), fmt(r["p"]), fmt(r["p_holm"]), fmt(r["min_p"]),
+                         fmt(r["probability_of_improvement"]), fmt(r["effect"]), score_text(r["median_objective"]),
+                         score_text(r["median_baseline"]), str(int(needed)) if np.isfinite(needed) else "n/a",
+                         verdict_text(r)))
+        columns = ("cell", "objective", "test", "n (objective/baseline)", "survived (objective/baseline)", "left out",
+                   "statistic", "p", "Holm p", "min attainable p", "P(improvement)", "effect", "median",
+                   "baseline median", "seeds needed", "verdict")
         blocks += [Paragraph(f"`{metric}` ({analysis.directions[metric]} is better):"), Table(columns, tuple(rows))]
     if sentences:
-        blocks.append(Paragraph("Significant differences (Holm-adjusted p < 0.05):"))
+        blocks.append(Paragraph(f"Significant differences (Holm-adjusted p < {ALPHA}):"))
         blocks.append(Bullets(tuple(sentences)))
     else:
         blocks.append(Paragraph(f"No objective differs significantly from `{analysis.baseline}` on any ranked metric "
-                                "(Holm-adjusted p >= 0.05 throughout; the n of each comparison is in the tables)."))
+                                f"(Holm-adjusted p >= {ALPHA} throughout; the n of each comparison, and whether it "
+                                "could have, are in the tables)."))
+    if not analysis.unfinished.empty:
+        blocks.append(Paragraph(f"Provisional: {len(analysis.unfinished)} jobs have not finished; these verdicts may "
+                                "change when they do."))
     return [Section(title, blocks=blocks)]
 
 
-def _test_name(test: str) -> str:
-    return {"wilcoxon": "Wilcoxon", "mann-whitney": "Mann-Whitney U"}[test]
-
-
-def _ranking_section(analysis: _Analysis, drawn: dict[str, figs.FigureFile], report_dir: Path) -> Section:
+def _ranking_section(analysis: Analysis, drawn: dict[str, figs.FigureFile], report_dir: Path) -> Section:
     if analysis.ranks.empty:
         return Section("Ranking", blocks=[Paragraph("Nothing to rank yet.")])
     per_metric = analysis.ranks.pivot_table(index="objective", columns="metric", values="rank", aggfunc="mean")
     per_metric["overall"] = analysis.ranks.groupby("objective")["rank"].mean()
     per_metric = per_metric.sort_values(["overall"], kind="stable")
-    columns = ("rank", "objective", *(f"{m}" for m in analysis.ranked), "mean rank")
+    survival = analysis.outcomes.groupby("objective")["survived"].agg(["sum", "size"])
+    columns = ("rank", "objective", "survived", *(f"{m}" for m in analysis.ranked), "mean rank")
     rows = tuple(
-        (str(k + 1), objective, *(fmt(per_metric.loc[objective, m], 3) if m in per_metric.columns else "n/a"
-                                  for m in analysis.ranked), fmt(per_metric.loc[objective, "overall"], 3))
+        (str(k + 1), objective, f"{int(survival.loc[objective, 'sum'])}/{int(survival.loc[objective, 'size'])}",
+         *(fmt(per_metric.loc[objective, m], 3) if m in per_metric.columns else "n/a" for m in analysis.ranked),
+         fmt(per_metric.loc[objective, "overall"], 3))
         for k, objective in enumerate(per_metric.index))
     blocks: list = [
-        Paragraph("Within each cell, objectives are ranked per metric by the IQM of the final value (1 = best, ties "
-                  "share the average rank); the table averages those ranks over cells, `mean rank` over metrics too."),
+        Paragraph(f"Within each cell, objectives are ranked per metric by the IQM of the final value over "
+                  f"{_over(analysis)} (1 = best, ties share the average rank"
+                  + ("" if analysis.survivors_only else "; a run that did not survive counts as the worst outcome")
+                  + "); the table averages those ranks over cells, `mean rank` over metrics too; survived = surviving "
+                  "runs / runs over all cells."),
         Table(columns, rows)]
     if "ranks" in drawn:
         blocks.append(_image(drawn["ranks"], report_dir))
     return Section("Ranking", blocks=blocks)
 
 
-def _method_section() -> Section:
+def _method_section(analysis: Analysis) -> Section:
     return Section("Method", blocks=[Bullets((
-        "Runs: jobs with status `done` or `diverged`; a run's curve of a metric is its finite evaluations, so a "
-        "diverged run contributes its last finite evaluation.",
-        "Per-run curve summaries (final, best and its step, normalised AUC, last-k spread, steps and wall time to a "
-        "threshold, divergence step) are computed by bench.metrics.convergence.",
-        "IQM: mean of the middle 50% of runs (scipy.stats.trim_mean, 25% cut from each end).",
-        f"Intervals: 95% percentile bootstrap over runs (scipy.stats.bootstrap, {TABLE_RESAMPLES} resamples in tables, "
-        f"{CURVE_RESAMPLES} in convergence bands, fixed seed {BOOTSTRAP_SEED}).",
-        "Paired test: two-sided Wilcoxon signed-rank on per-seed differences (zero differences dropped); "
-        "unpaired: two-sided Mann-Whitney U.",
-        "Multiple comparisons: Holm-Bonferroni over every comparison of one metric.",
+        "Runs: jobs with status `done`, `diverged` or `failed`; running and pending jobs are unfinished, enter no "
+        "statistic and make every verdict provisional. A run survived when it is done and no failed-to-train rule "
+        "(MetricInfo.failed_at, on a ranked metric) catches its final value.",
+        ("Survivors-only view: every statistic is over surviving runs; survival is still shown."
+         if analysis.survivors_only else
+         "Scores: a surviving run scores its final value, any other run the worst outcome, so medians, IQMs, ranks, "
+         "probabilities of improvement and the tests count it as losing to every survivor and tying with the other "
+         "losses. Means and curve summaries are over survivors and say so."),
+        "Per-run curve summaries (final, best and its step, AUC over a window on any axis, last-k spread, time to a "
+        "threshold, divergence step) are computed by bench.metrics.convergence; gradient evaluations = generator "
+        "steps x (critic_steps + 1).",
+        "IQM: mean of the middle 50% of runs (rliable; scipy.stats.trim_mean, 25% cut from each end).",
+        "Intervals: 95% Student-t interval of the mean (scipy.stats.t); for the median, the distribution-free "
+        "order-statistic interval [x_(k), x_(n+1-k)] with binomial coverage of at least 95% (n >= 6). A percentile "
+        "bootstrap is not used: with 2, 3, 5 and 10 runs its 95% interval of the mean covers the true mean about "
+        "50%, 74%, 84% and 89% of the time (normal scores; tests/test_verdicts_intervals.py).",
+        "Paired test: two-sided Wilcoxon signed-rank on the shared seeds' differences (scipy.stats.wilcoxon; zero "
+        "differences dropped; exact or, with ties, exact permutation p for up to 13 pairs); unpaired: two-sided "
+        "Mann-Whitney U (scipy.stats.mannwhitneyu; exact permutation p with ties when the splits number at most "
+        "9999).",
+        "Multiple comparisons: Holm-Bonferroni over every comparison of one metric. A comparison is decidable when "
+        "its minimum attainable p (2/2^n for n pairs; 2/C(n1+n2, n1) unpaired) times the m comparisons is below "
+        f"alpha = {ALPHA}.",
+        f"Seeds needed: Noether's (1987) normal approximation for {POWER:.0%} power at alpha/m, from the observed "
+        "effect (the share of positive Walsh averages of the paired differences, or P(improvement) unpaired); "
+        "it errs towards more seeds for large effects.",
         "Probability of improvement: P(X > Y) + 0.5 P(X = Y) over all pairs of runs (rliable).",
     ))])

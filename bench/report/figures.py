@@ -110,12 +110,15 @@ def _legend_width(objectives: Sequence[str]) -> float:
     return 0.6 + 0.075 * max((len(o) for o in objectives), default=4)
 
 
-def _draw_bands(axes: np.ndarray, data: pd.DataFrame, rows: Sequence[tuple[str, str]], cells: Sequence[str],
-                palette: Mapping[str, tuple[float, float, float]]) -> None:
+def _draw_bands(axes: np.ndarray, data: pd.DataFrame, drops: pd.DataFrame, rows: Sequence[tuple[str, str]],
+                cells: Sequence[str], palette: Mapping[str, tuple[float, float, float]]) -> None:
     """Draw mean lines and 95% bands: axes[row, column] shows metric rows[row][0] against the x
-    column rows[row][1] ("step" or "wall_s") for cell cells[column]."""
+    column rows[row][1] ("step", "grad_evals" or "wall_s") for cell cells[column]. Where the number
+    of runs behind a curve changes (`drops`, bench.report.aggregate.band_drops), the curve gets a
+    hollow marker and its `n/runs` from that step on."""
     polygons: dict[tuple[int, int], list[np.ndarray]] = {}
     colours: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+    marks = drops.set_index(["metric", "cell", "objective", "step"])[["n", "runs"]] if len(drops) else None
     for (metric, cell, objective), curve in data.groupby(["metric", "cell", "objective"], sort=False):
         colour = palette[objective]
         mean, low, high = (curve[c].to_numpy() for c in ("mean", "mean_lo", "mean_hi"))
@@ -129,6 +132,14 @@ def _draw_bands(axes: np.ndarray, data: pd.DataFrame, rows: Sequence[tuple[str, 
             polygons.setdefault(where, []).append(
                 np.column_stack([np.r_[xs[keep], xs[keep][::-1]], np.r_[low[keep], high[keep][::-1]]]))
             colours.setdefault(where, []).append((*colour, 0.2))
+            if marks is None:
+                continue
+            for step, x_value, y_value in zip(curve["step"], xs, mean):
+                if (metric, cell, objective, step) in marks.index:
+                    n, runs = marks.loc[(metric, cell, objective, step)]
+                    axes[where].plot([x_value], [y_value], marker="o", mfc="white", mec=colour, ms=5, zorder=4)
+                    axes[where].annotate(f"n={int(n)}/{int(runs)}", (x_value, y_value), textcoords="offset points",
+                                         xytext=(3, 4), fontsize=6.5, color=colour)
     # one collection per panel: hundreds of separate fill_between calls cost seconds
     for where, panel_polygons in polygons.items():
         axes[where].add_collection(PolyCollection(panel_polygons, facecolors=colours[where], linewidths=0))
@@ -137,44 +148,58 @@ def _draw_bands(axes: np.ndarray, data: pd.DataFrame, rows: Sequence[tuple[str, 
         ax.locator_params(nbins=5)
 
 
-def convergence_figure(bands: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
-                       palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
-    """`metric` against generator step (top row) and wall time (bottom row), one column per cell,
-    one line per objective with its 95% bootstrap band (columns of `curve_bands` plus `cell`)."""
+def _falls_text(drops: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str]) -> str:
+    """`; n falls for 2 curves (marked)` when some drawn curve loses runs, else ``."""
+    shown = drops.loc[drops["metric"].isin(list(metrics)) & drops["cell"].isin(list(cells))] if len(drops) else drops
+    if shown.empty:
+        return "; every run at every step"
+    curves = shown.groupby(["metric", "cell", "objective"]).ngroups
+    return f"; n falls on {curves} curve{'s' if curves != 1 else ''}, marked with n/runs where it does"
+
+
+def convergence_figure(bands: pd.DataFrame, drops: pd.DataFrame, metric: str, cells: Sequence[str],
+                       objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
+                       path: Path) -> FigureFile:
+    """`metric` against generator step (top row), gradient evaluations (middle) and wall time (bottom
+    row), one column per cell, one line per objective with its 95% Student-t band (columns of
+    `curve_bands` plus `cell`), and the steps where the runs behind a line change marked."""
     shown = list(cells)[:MAX_FACETS]
     data = bands.loc[(bands["metric"] == metric) & bands["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
         margins = _Margins(legend=_legend_width(objectives))
-        figure, axes = _grid(2, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
-        _draw_bands(axes, data, [(metric, "step"), (metric, "wall_s")], shown, palette)
+        figure, axes = _grid(3, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
+        _draw_bands(axes, data, drops, [(metric, "step"), (metric, "grad_evals"), (metric, "wall_s")], shown, palette)
         for column, cell in enumerate(shown):
             axes[0, column].set_title(_wrap(cell))
             axes[0, column].set_xlabel("generator step")
-            axes[1, column].set_xlabel("wall time (s)")
-        for row in range(2):
+            axes[1, column].set_xlabel("gradient evaluations")
+            axes[2, column].set_xlabel("wall time (s)")
+        for row in range(3):
             axes[row, 0].set_ylabel(metric)
         _legend(figure, margins, objectives, palette)
         _save(figure, path)
-    n = seeds_text(data.groupby(["cell", "objective"])["n"].max())
+    n = seeds_text(data.groupby(["cell", "objective"])["runs"].max())
     more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
     return FigureFile(path, f"Convergence of {metric}",
-                      f"{metric}: mean over seeds with 95% bootstrap band, against generator step and wall time "
-                      f"({n} per objective{more}).")
+                      f"{metric}: mean over the runs evaluated at each step with 95% t band, against generator step, "
+                      f"gradient evaluations and wall time ({n} per objective{_falls_text(drops, [metric], shown)}"
+                      f"{more}).")
 
 
-def unranked_curves_figure(bands: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str],
+def unranked_curves_figure(bands: pd.DataFrame, drops: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str],
                            objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
                            path: Path) -> FigureFile:
-    """Metrics that are plotted but never ranked (training losses): one row per metric against
-    generator step, one column per cell, mean over seeds with its 95% bootstrap band."""
+    """Metrics that are plotted but never ranked (training losses, metrics shown as published): one
+    row per metric against generator step, one column per cell, mean over the runs evaluated at
+    each step with its 95% Student-t band, and the steps where the runs behind a line change marked."""
     shown = list(cells)[:MAX_FACETS]
     data = bands.loc[bands["metric"].isin(list(metrics)) & bands["cell"].isin(shown)]
     axes_style, context = _style()
     with axes_style, context:
         margins = _Margins(legend=_legend_width(objectives))
         figure, axes = _grid(len(metrics), len(shown), (FACET_INCHES, 2.1), margins)
-        _draw_bands(axes, data, [(m, "step") for m in metrics], shown, palette)
+        _draw_bands(axes, data, drops, [(m, "step") for m in metrics], shown, palette)
         for column, cell in enumerate(shown):
             axes[0, column].set_title(_wrap(cell))
             axes[-1, column].set_xlabel("generator step")
@@ -182,51 +207,57 @@ def unranked_curves_figure(bands: pd.DataFrame, metrics: Sequence[str], cells: S
             axes[row, 0].set_ylabel(metric)
         _legend(figure, margins, objectives, palette)
         _save(figure, path)
-    n = seeds_text(data.groupby(["cell", "objective"])["n"].max())
+    n = seeds_text(data.groupby(["cell", "objective"])["runs"].max())
     more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
     names = ", ".join(metrics)
     return FigureFile(path, "Training curves",
-                      f"{names} (plotted, never ranked): mean over seeds with 95% bootstrap band "
-                      f"({n} per objective{more}).")
+                      f"{names} (plotted, never ranked): mean over the runs evaluated at each step with 95% t band "
+                      f"({n} per objective{_falls_text(drops, metrics, shown)}{more}).")
 
 
-def distribution_figure(runs: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
+def distribution_figure(scores: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
                         palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
-    """Final `metric` per run: a box per objective with every seed as a point, one panel per cell."""
+    """Final `metric` of every surviving run: a box per objective with every seed as a point, one
+    panel per cell; each objective's label says how many of its runs survived (`run_scores` rows)."""
     shown = list(cells)[:MAX_FACETS]
-    data = runs.loc[(runs["metric"] == metric) & runs["cell"].isin(shown)]
+    data = scores.loc[(scores["metric"] == metric) & scores["cell"].isin(shown)]
     present = [o for o in objectives if o in set(data["objective"])]
     jitter = np.random.default_rng(0)
     axes_style, context = _style()
     with axes_style, context:
-        margins = _Margins(bottom=0.35 + 0.07 * max(len(o) for o in present) if present else 0.55)
+        margins = _Margins(bottom=0.35 + 0.07 * (max(len(o) for o in present) + 6) if present else 0.55)
         figure, axes = _grid(1, len(shown), (max(FACET_INCHES, 0.42 * len(present) + 0.4), 2.8), margins,
                              sharey=True)
         for column, cell in enumerate(shown):
             ax = axes[0, column]
-            by_objective = dict(tuple(data.loc[data["cell"] == cell].groupby("objective")["final"]))
-            values = [by_objective[o].to_numpy() if o in by_objective else np.zeros(0) for o in present]
+            in_cell = data.loc[data["cell"] == cell]
+            survivors = dict(tuple(in_cell.loc[in_cell["survived"]].groupby("objective")["final"]))
+            runs = in_cell.groupby("objective")["survived"].agg(["sum", "size"])
+            values = [survivors[o].to_numpy() if o in survivors else np.zeros(0) for o in present]
             boxes = ax.boxplot(values, positions=np.arange(len(present)), widths=0.6, patch_artist=True,
                                showfliers=False, medianprops={"color": "black", "lw": 1.0})
             for patch, objective in zip(boxes["boxes"], present):
                 patch.set(facecolor=(*palette[objective], 0.35), edgecolor="0.3", lw=0.8)
-            counts = [scores.size for scores in values]
+            counts = [scores_.size for scores_ in values]
             xs = np.repeat(np.arange(len(present)), counts) + jitter.uniform(-0.18, 0.18, sum(counts))
             colours = np.repeat(np.array([palette[o] for o in present]).reshape(-1, 3), counts, axis=0)
             ax.scatter(xs, np.concatenate(values), s=11, c=colours, edgecolor="black", lw=0.4, zorder=3)
-            ax.set_xticks(np.arange(len(present)), present, rotation=45, ha="right", rotation_mode="anchor")
+            labels = [f"{o} ({int(runs.loc[o, 'sum'])}/{int(runs.loc[o, 'size'])})" if o in runs.index else o
+                      for o in present]
+            ax.set_xticks(np.arange(len(present)), labels, rotation=45, ha="right", rotation_mode="anchor")
             ax.set_xlim(-0.6, len(present) - 0.4)
             ax.set_title(_wrap(cell))
             ax.set_ylabel(f"final {metric}" if column == 0 else "")
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"]).size())
     return FigureFile(path, f"Final {metric}",
-                      f"Final {metric} of every run (one point per seed; {n} per objective).")
+                      f"Final {metric} of every surviving run (one point per seed; {n} per objective, of which the "
+                      f"survivors are counted beside each name).")
 
 
 def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
                     palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
-    """Mean final mode coverage per objective and cell, with 95% bootstrap intervals."""
+    """Survivors' mean final mode coverage per objective and cell, with 95% Student-t intervals."""
     shown = list(cells)[:MAX_FACETS]
     data = summary.loc[(summary["metric"] == metric) & summary["cell"].isin(shown)]
     axes_style, context = _style()
@@ -247,11 +278,12 @@ def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], ob
                    label=objective, yerr=np.nan_to_num(error), capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(positions, [_wrap(cell) for cell in shown])
         ax.grid(axis="x", visible=False)
-        ax.set_ylabel(f"final {metric} (mean)")
+        ax.set_ylabel(f"final {metric} (survivors' mean)")
         _legend(figure, margins, objectives, palette, marker=True)
         _save(figure, path)
-    n = seeds_text(data["n"])
-    return FigureFile(path, "Mode coverage", f"Mean final {metric} with 95% bootstrap intervals ({n} per bar).")
+    n = seeds_text(data["runs"])
+    return FigureFile(path, "Mode coverage", f"Survivors' mean final {metric} with 95% t intervals ({n} per bar; "
+                                             "the runs that did not survive are counted in the tables).")
 
 
 def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None], cells: Sequence[str],
@@ -293,7 +325,7 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
         _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
-                      "n = 1 seed per panel, the lowest finished seed.")
+                      "n = 1 seed per panel, the lowest surviving seed.")
 
 
 def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Sequence[str],
@@ -311,7 +343,7 @@ def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Se
         ax.set_title(f"{_wrap(panel.cell)}\n{panel.objective} (seed {panel.seed})", fontsize=8)
     _save(figure, path)
     return FigureFile(path, "Generated samples",
-                      "Final sample grid per objective; n = 1 seed per panel, the lowest finished seed.")
+                      "Final sample grid per objective; n = 1 seed per panel, the lowest surviving seed.")
 
 
 def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: Sequence[str],
