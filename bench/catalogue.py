@@ -1,8 +1,7 @@
-"""The registries seen as a `bench.suite.Catalogue`: what a suite file may name, and with which options."""
+"""The registries seen as a `bench.suite.Catalogue`: what a suite file may name, with which options
+(their declarations, so the suite loader checks every value), and what each dataset offers."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 from bench import data, metrics, nets, objectives, penalties
 from bench.suite import (
@@ -14,12 +13,6 @@ from bench.suite import (
     TrickInfo,
 )
 
-
-def dataset_kind(shape: tuple[int, ...]) -> str:
-    """'mixture' for points (D,), 'image' for (C, H, W)."""
-    return "mixture" if len(shape) == 1 else "image"
-
-
 # objectives whose critic judges (x, z) pairs have an encoder, and its reconstructions are scored
 EXTRA_METRICS = {"sample": (), "pair": ("reconstruction",)}
 
@@ -28,7 +21,7 @@ def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
     built = entry()
     defaults = built.defaults
     return ObjectiveInfo(
-        option_defaults=dict(entry.option_defaults),
+        options=entry.options,
         optimizer=defaults.optimizer,
         lr_g=defaults.lr_g,
         lr_d=defaults.lr_d,
@@ -41,7 +34,7 @@ def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
 
 def _arch_info(name: str) -> ArchInfo:
     return ArchInfo(
-        option_defaults=nets.arch_option_defaults(name),
+        options=nets.ARCHS.get(name).options,
         supports=lambda shape, name=name: nets.arch_supports(name, shape),
         default_latent_dim=lambda shape, name=name: nets.default_latent_dim(name, shape),
         critic_coupling=lambda options, name=name: nets.critic_sample_coupling(name, options),
@@ -51,7 +44,7 @@ def _arch_info(name: str) -> ArchInfo:
 def _trick_info(entry: penalties.TrickEntry) -> TrickInfo:
     trick = entry()
     return TrickInfo(
-        option_defaults=dict(entry.option_defaults),
+        options=entry.options,
         needs_per_sample_gradients=entry.needs_per_sample_gradients,
         critic_options=dict(trick.critic_options()),
     )
@@ -59,31 +52,14 @@ def _trick_info(entry: penalties.TrickEntry) -> TrickInfo:
 
 def _dataset_info(name: str) -> DatasetInfo:
     return DatasetInfo(
-        option_defaults=data.dataset_option_defaults(name),
+        options=data.DATASETS.get(name).options,
         shape=lambda options, name=name: tuple(data.dataset_shape(name, options)),
-        kind=lambda options, name=name: dataset_kind(tuple(data.dataset_shape(name, options))),
+        offers=lambda options, name=name: data.dataset_offers(name, options),
     )
 
 
 def _metric_info(evaluator: metrics.Evaluator) -> MetricInfo:
-    def applies(dataset: str, kind: str, shape: tuple[int, ...]) -> bool:
-        return bool(evaluator.applies_to(SimpleNamespace(name=dataset, kind=kind, shape=shape)))
-
-    return MetricInfo(applies=applies, option_defaults=dict(evaluator.option_defaults))
-
-
-DEFAULT_METRICS = {"mixture": ["mixture-modes"], "image": ["fidelity-classifier"]}
-
-
-def default_metrics(dataset: str, kind: str) -> list[str]:
-    """The evaluators a suite gets when it names none: those of its kind that apply to the dataset."""
-    names = []
-    for name in DEFAULT_METRICS.get(kind, []):
-        if name in metrics.EVALUATORS and _metric_info(metrics.get_evaluator(name)).applies(dataset, kind, ()):
-            names.append(name)
-    if dataset == "stacked-mnist" and "stacked-modes" in metrics.EVALUATORS:
-        names.append("stacked-modes")
-    return names
+    return MetricInfo(applies=evaluator.applies_to, options=evaluator.options)
 
 
 def build_catalogue() -> Catalogue:
@@ -93,5 +69,5 @@ def build_catalogue() -> Catalogue:
         datasets={name: _dataset_info(name) for name in data.DATASETS.names()},
         tricks={name: _trick_info(entry) for name, entry in penalties.TRICKS.items()},
         metrics={name: _metric_info(evaluator) for name, evaluator in metrics.EVALUATORS.items()},
-        default_metrics=default_metrics,
+        default_metrics=metrics.default_evaluators,
     )

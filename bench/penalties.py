@@ -22,12 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bench.registry import Registry, with_defaults
+from bench.registry import (
+    Option,
+    Registry,
+    check_build_signature,
+    option_defaults,
+    resolve,
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Trick:
 
 @dataclass(frozen=True)
 class TrickEntry:
-    """A registry entry: builds a `Trick` from keyword options (with their defaults).
+    """A registry entry: builds a `Trick` from its declared options.
 
     `needs_per_sample_gradients`: the trick's term uses grad_x C(x) of each sample, so the critic's
     output for a sample must not depend on the other samples of its batch.
@@ -74,11 +81,15 @@ class TrickEntry:
     name: str
     description: str
     build: Callable[..., Trick]
-    option_defaults: Mapping[str, Any]
+    options: Mapping[str, Option]
     needs_per_sample_gradients: bool = False
 
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        return option_defaults(self.options)
+
     def __call__(self, **options: Any) -> Trick:
-        trick = self.build(**with_defaults(f"trick {self.name!r}", options, self.option_defaults))
+        trick = self.build(**resolve(f"trick {self.name!r}", options, self.options))
         trick.name = self.name
         trick.description = self.description
         return trick
@@ -89,28 +100,18 @@ TRICKS: Registry[TrickEntry] = Registry("trick")
 
 def register_trick(
     name: str, *, description: str, build: Callable[..., Trick], needs_per_sample_gradients: bool = False,
-    **option_defaults: Any,
+    options: Mapping[str, Option] | None = None,
 ) -> TrickEntry:
-    """Register `build(**options) -> Trick` under `name` with its option defaults (duplicates refused)."""
-    entry = TrickEntry(name, description, build, dict(option_defaults), needs_per_sample_gradients)
-    return TRICKS.register(name, entry)
+    """Register `build(**options) -> Trick` under `name` with its declared `options` (duplicates refused);
+    `build` takes exactly those, keyword-only, and receives them checked and with their defaults."""
+    declared = MappingProxyType(dict(options or {}))
+    check_build_signature(f"trick {name!r}", build, declared)
+    return TRICKS.register(name, TrickEntry(name, description, build, declared, needs_per_sample_gradients))
 
 
 def get_trick(name: str, **options: Any) -> Trick:
     """The trick registered as `name`, built with `options` (unknown names/options raise)."""
     return TRICKS.get(name)(**options)
-
-
-def _non_negative(trick: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"trick {trick!r}: option {key}={value!r} must be a number >= 0")
-    return float(value)
-
-
-def _positive(trick: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"trick {trick!r}: option {key}={value!r} must be a number > 0")
-    return float(value)
 
 
 def squared_gradient_norm(critic: nn.Module, x: Tensor) -> Tensor:
@@ -127,8 +128,8 @@ def squared_gradient_norm(critic: nn.Module, x: Tensor) -> Tensor:
 class GradientPenalty(Trick):
     """WGAN-GP: weight * E[(||grad C(x_hat)||_2 - 1)^2] at x_hat = e*x_r + (1-e)*x_f, e ~ U(0,1) per sample."""
 
-    def __init__(self, weight: float) -> None:
-        self.weight = _non_negative("gradient-penalty", "weight", weight)
+    def __init__(self, *, weight: float) -> None:
+        self.weight = weight
 
     def critic_term(self, inputs: TrickInputs) -> Tensor:
         x_real, x_fake = inputs.x_real.detach(), inputs.x_fake.detach()
@@ -146,7 +147,7 @@ register_trick(
     description="WGAN-GP's two-sided penalty on the critic's gradient norm at real/fake interpolates",
     build=GradientPenalty,
     needs_per_sample_gradients=True,
-    weight=10.0,
+    options={"weight": Option(10.0, float, low=0.0, description="the penalty's weight lambda (WGAN-GP: 10)")},
 )
 
 
@@ -156,8 +157,8 @@ class R1Penalty(Trick):
     For a multi-output critic the gradient is that of the sum of the outputs.
     """
 
-    def __init__(self, gamma: float) -> None:
-        self.gamma = _non_negative("r1", "gamma", gamma)
+    def __init__(self, *, gamma: float) -> None:
+        self.gamma = gamma
 
     def critic_term(self, inputs: TrickInputs) -> Tensor:
         return 0.5 * self.gamma * squared_gradient_norm(inputs.critic, inputs.x_real).mean()
@@ -166,8 +167,8 @@ class R1Penalty(Trick):
 class R2Penalty(Trick):
     """R2: gamma/2 * E||grad_x C(x_f)||^2 on the fake batch (as R1, at the generator's samples)."""
 
-    def __init__(self, gamma: float) -> None:
-        self.gamma = _non_negative("r2", "gamma", gamma)
+    def __init__(self, *, gamma: float) -> None:
+        self.gamma = gamma
 
     def critic_term(self, inputs: TrickInputs) -> Tensor:
         return 0.5 * self.gamma * squared_gradient_norm(inputs.critic, inputs.x_fake).mean()
@@ -176,8 +177,8 @@ class R2Penalty(Trick):
 class WeightClipping(Trick):
     """WGAN's constraint: every critic parameter clipped to [-clip, clip] after each critic step."""
 
-    def __init__(self, clip: float) -> None:
-        self.clip = _positive("weight-clipping", "clip", clip)
+    def __init__(self, *, clip: float) -> None:
+        self.clip = clip
 
     def after_critic_step(self, critic: nn.Module) -> None:
         with torch.no_grad():
@@ -202,10 +203,7 @@ class LabelSmoothing(Trick):
     with any other objective it is just a linear term on C_r and has no label to smooth.
     """
 
-    def __init__(self, smooth: float) -> None:
-        smooth = _non_negative("label-smoothing", "smooth", smooth)
-        if smooth >= 1:
-            raise ValueError(f"trick 'label-smoothing': option smooth={smooth!r} must be in [0, 1)")
+    def __init__(self, *, smooth: float) -> None:
         self.smooth = smooth
 
     def critic_term(self, inputs: TrickInputs) -> Tensor:
@@ -229,8 +227,8 @@ class FeatureMatching(Trick):
     depend on the generator.
     """
 
-    def __init__(self, weight: float) -> None:
-        self.weight = _non_negative("feature-matching", "weight", weight)
+    def __init__(self, *, weight: float) -> None:
+        self.weight = weight
 
     def generator_term(self, inputs: TrickInputs) -> Tensor:
         with torch.no_grad():
@@ -260,20 +258,20 @@ register_trick(
     description="R1 penalty gamma/2 * E||grad C(x_r)||^2 on real samples",
     build=R1Penalty,
     needs_per_sample_gradients=True,
-    gamma=10.0,
+    options={"gamma": Option(10.0, float, low=0.0, description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
 )
 register_trick(
     "r2",
     description="R2 penalty gamma/2 * E||grad C(x_f)||^2 on generated samples",
     build=R2Penalty,
     needs_per_sample_gradients=True,
-    gamma=10.0,
+    options={"gamma": Option(10.0, float, low=0.0, description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
 )
 register_trick(
     "weight-clipping",
     description="clip every critic parameter to [-clip, clip] after each critic step (WGAN)",
     build=WeightClipping,
-    clip=0.01,
+    options={"clip": Option(0.01, float, low=0.0, low_open=True, description="every critic parameter is clipped to [-clip, clip] (WGAN: 0.01)")},
 )
 register_trick(
     "spectral-norm",
@@ -284,13 +282,13 @@ register_trick(
     "label-smoothing",
     description="one-sided label smoothing: real target 1 - smooth in the sigmoid cross-entropy critic loss",
     build=LabelSmoothing,
-    smooth=0.1,
+    options={"smooth": Option(0.1, float, low=0.0, high=1.0, high_open=True, description="the real target becomes 1 - smooth")},
 )
 register_trick(
     "feature-matching",
     description="generator term: squared L2 distance between batch means of critic features on real and fake",
     build=FeatureMatching,
-    weight=1.0,
+    options={"weight": Option(1.0, float, low=0.0, description="weight of the feature-matching term in the generator loss")},
 )
 register_trick(
     "minibatch-discrimination",

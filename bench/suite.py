@@ -19,15 +19,26 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bench.registry import Option, option_defaults, option_problems
 from bench.spec import JobSpec, freeze_options
+from bench.yamlerrors import Problem, pydantic_problems
 
 # ------------------------------------------------------------------------------------------------
-# What the suite is validated against (filled from the registries by bench.catalogue)
+# What the suite is validated against (filled from the registries by bench.catalogue). `options` are
+# the declarations (bench.registry.Option) every value in the file is checked against.
+
+
+class _Declared:
+    options: Mapping[str, Option]
+
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        return option_defaults(self.options)
 
 
 @dataclass(frozen=True)
-class ObjectiveInfo:
-    option_defaults: Mapping[str, Any]
+class ObjectiveInfo(_Declared):
+    options: Mapping[str, Option]
     optimizer: str
     lr_g: float
     lr_d: float
@@ -47,8 +58,8 @@ class CriticCoupling(Protocol):
 
 
 @dataclass(frozen=True)
-class ArchInfo:
-    option_defaults: Mapping[str, Any]
+class ArchInfo(_Declared):
+    options: Mapping[str, Option]
     supports: Callable[[tuple[int, ...]], str | None]
     default_latent_dim: Callable[[tuple[int, ...]], int]
     # critic options (over the defaults) -> the options that couple a sample's output to its batch-mates
@@ -56,23 +67,24 @@ class ArchInfo:
 
 
 @dataclass(frozen=True)
-class TrickInfo:
-    option_defaults: Mapping[str, Any]
+class TrickInfo(_Declared):
+    options: Mapping[str, Option]
     needs_per_sample_gradients: bool = False  # its term uses grad_x C(x) of each sample
     critic_options: Mapping[str, Any] = field(default_factory=dict)  # architecture options it sets
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    option_defaults: Mapping[str, Any]
+class DatasetInfo(_Declared):
+    options: Mapping[str, Option]
     shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
-    kind: Callable[[Mapping[str, Any]], str]
+    # options -> what the dataset offers evaluators (bench.data.DatasetOffers), nothing read
+    offers: Callable[[Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
-class MetricInfo:
-    applies: Callable[[str, str, tuple[int, ...]], bool]  # (dataset name, kind, shape) -> bool
-    option_defaults: Mapping[str, Any] = field(default_factory=dict)
+class MetricInfo(_Declared):
+    applies: Callable[[Any], bool]  # a dataset's offers -> whether the metric can score it
+    options: Mapping[str, Option] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class Catalogue:
     datasets: Mapping[str, DatasetInfo]
     tricks: Mapping[str, TrickInfo]
     metrics: Mapping[str, MetricInfo]
-    default_metrics: Callable[[str, str], list[str]]  # (dataset name, kind) -> evaluator names
+    default_metrics: Callable[[Any], list[str]]  # a dataset's offers -> the evaluators a suite gets by default
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,17 +246,6 @@ def _as_dataset(value: Any) -> DatasetConfig:
 # Errors
 
 
-@dataclass(frozen=True)
-class Problem:
-    path: tuple[str | int, ...]
-    message: str
-    line: int | None = None
-
-    def render(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"  {where}{format_path(self.path) or '<top>'}: {self.message}"
-
-
 class SuiteError(ValueError):
     """Everything wrong with a suite file, in one message."""
 
@@ -255,16 +256,6 @@ class SuiteError(ValueError):
         lines = [f"{source}: {count} problem{'s' if count != 1 else ''}"]
         lines += [p.render() for p in self.problems]
         super().__init__("\n".join(lines))
-
-
-def format_path(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text
 
 
 def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
@@ -296,61 +287,6 @@ def _choices(values: Iterable[str]) -> str:
     return ", ".join(sorted(values))
 
 
-def _pydantic_problems(error: ValidationError, model: type[BaseModel]) -> list[Problem]:
-    problems = []
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part in _UNION_TAGS))
-        kind = item["type"]
-        value = item.get("input")
-        if kind == "extra_forbidden" and tuple(loc) in RETIRED_KEYS:
-            message = RETIRED_KEYS[tuple(loc)]
-        elif kind == "extra_forbidden":
-            valid = _valid_keys(model, loc[:-1])
-            message = f"unknown key; valid keys: {_choices(valid)}" if valid else "unknown key"
-        elif kind == "missing":
-            message = "required key is missing"
-        else:
-            message = f"{item['msg'].removeprefix('Value error, ')} (got {value!r})"
-        problems.append(Problem(loc, message))
-    # a union (str | TrickConfig) reports one error per member; keep one per path
-    seen, unique = set(), []
-    for problem in problems:
-        if problem.path not in seen:
-            seen.add(problem.path)
-            unique.append(problem)
-    return unique
-
-
-_UNION_TAGS = {"str", "TrickConfig", "list[str]", "tuple[float, float]", "int", "float", "bool"}
-
-
-def _valid_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
-    current: Any = model
-    for part in path:
-        if isinstance(part, int) or current is None:
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field_info = current.model_fields.get(str(part))
-            if field_info is None:
-                return []
-            current = _model_in(field_info.annotation)
-        else:
-            current = None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 # ------------------------------------------------------------------------------------------------
 # Loading and validation
 
@@ -379,22 +315,61 @@ def load_suite(path: Path | str, catalogue: Catalogue) -> Suite:
     return parse_suite(text, catalogue, source=str(path))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that records every mapping key written twice in the document as a Problem
+    (plain YAML keeps the last value silently, so a repeated `steps:` would quietly win)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[Problem] = []
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self.duplicates += _duplicate_keys(node, (), set())
+        return super().construct_document(node)
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple[str | int, ...], seen_nodes: set[int]) -> list[Problem]:
+    if id(node) in seen_nodes:  # an alias to a node already walked
+        return []
+    seen_nodes.add(id(node))
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        first_lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in first_lines:
+                    problems.append(Problem(path + (key_node.value,), (
+                        f"duplicate key, first set on line {first_lines[key]}; a key may appear once in a mapping"),
+                        line))
+                else:
+                    first_lines[key] = line
+            sub = path + (key_node.value,) if isinstance(key_node, yaml.ScalarNode) else path
+            problems += _duplicate_keys(value_node, sub, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += _duplicate_keys(item, path + (index,), seen_nodes)
+    return problems
+
+
 def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> Suite:
     lines = _line_index(text)
 
     def located(problems: list[Problem]) -> list[Problem]:
         out = []
         for problem in problems:
-            line = None
+            line = problem.line
             for cut in range(len(problem.path), 0, -1):
-                line = lines.get(tuple(problem.path[:cut]))
                 if line:
                     break
+                line = lines.get(tuple(problem.path[:cut]))
             out.append(Problem(problem.path, problem.message, line))
         return sorted(out, key=lambda problem: problem.line or 0)
 
+    loader = _UniqueKeyLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        raw = loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -403,16 +378,23 @@ def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> 
         if context is not None and getattr(error, "context", None):
             message += f" ({error.context} on line {context.line + 1})"
         raise SuiteError(source, [Problem((), message, line)]) from None
+    finally:
+        loader.dispose()
+    duplicates = loader.duplicates
+    if raw is None:
+        raise SuiteError(source, [Problem((), (
+            "the file is empty; a suite is a YAML mapping with at least name, dataset and grid "
+            "(see suites/quickstart.yaml)"))])
     if not isinstance(raw, dict):
         raise SuiteError(source, [Problem((), f"a suite is a YAML mapping, got {type(raw).__name__}")])
     try:
         config = SuiteConfig.model_validate(raw)
     except ValidationError as error:
-        problems = _pydantic_problems(error, SuiteConfig)
+        problems = duplicates + pydantic_problems(error, SuiteConfig, raw, retired=RETIRED_KEYS)
         # the names can still be checked on the parts that parsed, so one run reports everything
         problems += _semantic_problems_raw(raw, catalogue)
         raise SuiteError(source, located(_dedupe(problems))) from None
-    problems = _semantic_problems(config, catalogue)
+    problems = duplicates + _semantic_problems(config, catalogue)
     if problems:
         raise SuiteError(source, located(problems))
     jobs = expand(config, catalogue)
@@ -435,7 +417,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Problem]:
-    """Name checks on an unvalidated mapping (used when the schema already failed)."""
+    """Name and option checks on an unvalidated mapping (used when the schema already failed)."""
     problems: list[Problem] = []
     grid = raw.get("grid")
     if isinstance(grid, dict):
@@ -444,6 +426,9 @@ def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Pr
     if isinstance(dataset, dict) and isinstance(dataset.get("name"), str):
         if dataset["name"] not in catalogue.datasets:
             problems.append(_unknown(("dataset", "name"), "dataset", dataset["name"], catalogue.datasets))
+        elif isinstance(dataset.get("options"), dict):
+            problems += _option_problems(dataset["options"], catalogue.datasets[dataset["name"]].options,
+                                         ("dataset", "options"), f"dataset {dataset['name']!r}")
     train = raw.get("train")
     if isinstance(train, dict) and isinstance(train.get("tricks"), list):
         problems += _trick_problems(train["tricks"], ("train", "tricks"), catalogue)
@@ -454,7 +439,7 @@ def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Pr
                 problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
             elif isinstance(override, dict):
                 if isinstance(override.get("options"), dict):
-                    problems += _option_problems(override["options"], catalogue.objectives[name].option_defaults,
+                    problems += _option_problems(override["options"], catalogue.objectives[name].options,
                                                  ("objectives", name, "options"), f"objective {name!r}")
                 if isinstance(override.get("tricks"), list):
                     problems += _trick_problems(override["tricks"], ("objectives", name, "tricks"), catalogue)
@@ -470,6 +455,14 @@ def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Pr
         for index, metric in enumerate(metrics):
             if isinstance(metric, str) and metric not in catalogue.metrics:
                 problems.append(_unknown(("metrics", index), "metric", metric, catalogue.metrics))
+    metric_options = raw.get("metric_options")
+    if isinstance(metric_options, dict):
+        for metric, options in metric_options.items():
+            if metric not in catalogue.metrics:
+                problems.append(_unknown(("metric_options", metric), "metric", metric, catalogue.metrics))
+            elif isinstance(options, dict):
+                problems += _option_problems(options, catalogue.metrics[metric].options, ("metric_options", metric),
+                                             f"metric {metric!r}")
     return problems
 
 
@@ -502,6 +495,8 @@ def _trick_problems(items: Iterable[Any], path: tuple[str | int, ...], catalogue
     problems = []
     seen: set[str] = set()
     for index, item in enumerate(items):
+        if not isinstance(item, (str, TrickConfig)) and not (isinstance(item, dict) and isinstance(item.get("name"), str)):
+            continue  # not a trick at all: the schema reports it
         name, options = _trick_parts(item)
         if name not in catalogue.tricks:
             problems.append(_unknown(path + (index,), "trick", name, catalogue.tricks))
@@ -509,13 +504,13 @@ def _trick_problems(items: Iterable[Any], path: tuple[str | int, ...], catalogue
         if name in seen:
             problems.append(Problem(path + (index,), f"trick {name!r} is listed twice"))
         seen.add(name)
-        problems += _option_problems(options, catalogue.tricks[name].option_defaults, path + (index, "options"),
+        problems += _option_problems(options, catalogue.tricks[name].options, path + (index, "options"),
                                      f"trick {name!r}")
     return problems
 
 
 def _arch_option_problems(arch: str, options: Mapping[str, Any], catalogue: Catalogue) -> list[Problem]:
-    problems = _option_problems(options, catalogue.archs[arch].option_defaults, ("archs", arch), f"arch {arch!r}")
+    problems = _option_problems(options, catalogue.archs[arch].options, ("archs", arch), f"arch {arch!r}")
     if "spectral_norm" in options:
         problems.append(Problem(("archs", arch, "spectral_norm"), (
             "spectral norm is chosen per job, not per arch: set `spectral_norm: true` or `false` under train, "
@@ -527,24 +522,26 @@ def _trick_parts(item: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(item, TrickConfig):
         return item.name, dict(item.options)
     if isinstance(item, dict):
-        return str(item.get("name")), dict(item.get("options") or {})
+        options = item.get("options")
+        return str(item.get("name")), dict(options) if isinstance(options, dict) else {}
     return str(item), {}
 
 
 def _option_problems(
-    options: Mapping[str, Any], defaults: Mapping[str, Any], path: tuple[str | int, ...], owner: str
+    options: Mapping[str, Any], declared: Mapping[str, Option], path: tuple[str | int, ...], owner: str
 ) -> list[Problem]:
-    problems = []
-    for key in options:
-        if key not in defaults:
-            valid = _choices(defaults) or "none"
-            problems.append(Problem(path + (key,), f"{owner} has no option {key!r}; valid: {valid}"))
-    return problems
+    """Every unknown key, bad value and missing required option of `options` (under `path`), each at its
+    key, checked against the declarations of the part that takes them (bench.registry.Option)."""
+    return [Problem(path + (key,), message) for key, message in option_problems(owner, options, declared)]
+
+
+def _applicable(catalogue: Catalogue, offers: Any) -> str:
+    return _choices(name for name, info in catalogue.metrics.items() if info.applies(offers)) or "none"
 
 
 def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Problem]:
     problems = _grid_name_problems(config.grid, catalogue)
-    datasets: dict[str, tuple[tuple[int, ...], str]] = {}  # valid dataset key -> (shape, kind)
+    datasets: dict[str, tuple[tuple[int, ...], Any]] = {}  # valid dataset key -> (shape, offers)
     if config.dataset is not None and "dataset" in config.grid:
         problems.append(Problem(("dataset",), "give either `dataset` or a `dataset` grid axis, not both"))
     if "dataset" in config.grid:
@@ -566,16 +563,25 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         if data_info is None:
             problems.append(_unknown(name_path, "dataset", dataset.name, catalogue.datasets))
             continue
-        option_problems = _option_problems(
-            dataset.options, data_info.option_defaults, path + ("options",), f"dataset {dataset.name!r}")
-        problems += option_problems
-        if option_problems:
+        dataset_problems = _option_problems(
+            dataset.options, data_info.options, path + ("options",), f"dataset {dataset.name!r}")
+        problems += dataset_problems
+        if dataset_problems:
             continue
         try:
             merged = {**data_info.option_defaults, **dataset.options}
-            datasets[_dataset_key(dataset)] = (tuple(data_info.shape(merged)), data_info.kind(merged))
+            offers = data_info.offers(merged)
+            datasets[_dataset_key(dataset)] = (tuple(data_info.shape(merged)), offers)
         except (ValueError, TypeError) as error:
             problems.append(Problem(path + ("options",), str(error)))
+            continue
+        # jobs without a metric would train and leave nothing to compare: refused unless the suite says
+        # so with `metrics: []`
+        if config.metrics is None and not catalogue.default_metrics(offers):
+            problems.append(Problem(name_path, (
+                f"no metric applies by default to dataset {dataset.name!r}; name the metrics to compute under "
+                f"`metrics` (these apply: {_applicable(catalogue, offers)}), or set `metrics: []` to train "
+                f"without evaluations")))
     # every job's architecture must take its dataset (checked on the expanded grid, after exclude)
     if not problems:
         for assignment in grid_assignments(config):
@@ -599,7 +605,7 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
             problems.append(_unknown(("objectives", name), "objective", name, catalogue.objectives))
             continue
         problems += _option_problems(
-            override.options, catalogue.objectives[name].option_defaults, ("objectives", name, "options"),
+            override.options, catalogue.objectives[name].options, ("objectives", name, "options"),
             f"objective {name!r}",
         )
         if override.tricks:
@@ -621,16 +627,18 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
             if info is None:
                 problems.append(_unknown(("metrics", index), "metric", metric, catalogue.metrics))
             else:
-                for key, (shape, kind) in datasets.items():
+                for key, (_, offers) in datasets.items():
                     name = key.split("|")[0]
-                    if not info.applies(name, kind, shape):
-                        problems.append(Problem(("metrics", index), f"metric {metric!r} does not apply to dataset {name!r}"))
+                    problem = Problem(("metrics", index), (f"metric {metric!r} does not apply to dataset {name!r} "
+                                                           f"(these do: {_applicable(catalogue, offers)})"))
+                    if not info.applies(offers) and problem not in problems:
+                        problems.append(problem)
     for metric, options in config.metric_options.items():
         info = catalogue.metrics.get(metric)
         if info is None:
             problems.append(_unknown(("metric_options", metric), "metric", metric, catalogue.metrics))
         else:
-            problems += _option_problems(options, info.option_defaults, ("metric_options", metric), f"metric {metric!r}")
+            problems += _option_problems(options, info.options, ("metric_options", metric), f"metric {metric!r}")
     # include / exclude rules name axes and values that exist
     for rule_kind in ("include", "exclude"):
         for index, rule in enumerate(getattr(config, rule_kind)):
@@ -821,8 +829,8 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     arch_info = catalogue.archs[arch]
     latent_dim = settings["latent_dim"] or arch_info.default_latent_dim(shape)
     objective_options = {**info.option_defaults, **override.options}
-    kind = data_info.kind(dataset_options)
-    metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(dataset.name, kind)
+    offers = data_info.offers(dataset_options)
+    metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(offers)
     job_metrics = tuple(dict.fromkeys([*metrics, *info.extra_metrics]))
     return JobSpec(
         suite=config.name,

@@ -107,13 +107,17 @@ class SampleGame:
         self.generator_side: list[nn.Module] = [self.generator]
         self.needs_real = job.objective.generator_needs_real
 
-    def for_critic(self, x_real: Tensor, z: Tensor) -> Judged:
-        with torch.no_grad():
-            x_fake = self.generator(z)
+    def for_critic(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
+        """`x_fake`: G(z) already drawn (with its graph, kept for the generator step); judged detached."""
+        if x_fake is None:
+            with torch.no_grad():
+                x_fake = self.generator(z)
+        else:
+            x_fake = x_fake.detach()
         return Judged(self.critic(x_real), self.critic(x_fake), x_real, x_fake, {})
 
-    def for_generator(self, x_real: Tensor, z: Tensor) -> Judged:
-        x_fake = self.generator(z)
+    def for_generator(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
+        x_fake = self.generator(z) if x_fake is None else x_fake
         c_fake = self.critic(x_fake)
         if self.needs_real:
             with torch.no_grad():  # C_r carries no gradient to the generator
@@ -141,15 +145,17 @@ class PairGame:
         self.beta1 = float(job.objective.options["beta1"])
         self.beta2 = float(job.objective.options["beta2"])
 
-    def for_critic(self, x_real: Tensor, z: Tensor) -> Judged:
+    def for_critic(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
         with torch.no_grad():
-            x_fake, z_real = self.generator(z), self.encoder(x_real)
+            x_fake = self.generator(z) if x_fake is None else x_fake.detach()
+            z_real = self.encoder(x_real)
         extra = {"z_real": z_real, "z_fake": z}
         return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
 
-    def for_generator(self, x_real: Tensor, z: Tensor) -> Judged:
+    def for_generator(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
         # both sides carry gradients: G moves T(G(z), z), E moves T(x, E(x))
-        x_fake, z_real = self.generator(z), self.encoder(x_real)
+        x_fake = self.generator(z) if x_fake is None else x_fake
+        z_real = self.encoder(x_real)
         extra = {"z_real": z_real, "z_fake": z}
         return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
 
@@ -174,6 +180,28 @@ def _refuse_per_sample_penalties_on_coupled_critic(spec: JobSpec, critic_options
                          f"{found}, so each sample's output depends on its batch-mates")
 
 
+def network_options(spec: JobSpec, tricks: list[Trick]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The generator's and the critic's architecture options: the spec's, with every trick's merged in."""
+    generator_options, critic_options = dict(spec.arch_options), dict(spec.arch_options)
+    for trick in tricks:
+        generator_options.update(trick.generator_options())
+        critic_options.update(trick.critic_options())
+    return generator_options, critic_options
+
+
+def reuses_fakes(spec: JobSpec) -> bool:
+    """Whether the generator step reuses the critic step's fakes G(z) (the DCGAN tutorial's loop): one
+    generator forward and one noise draw per step instead of two, the critic re-judging the same
+    samples after its update. Defined for one critic step per generator step only: with more, the
+    generator would learn from the last critic batch's noise alone, which is another algorithm.
+    Read from the spec's `reuse_fakes` (False when the spec has no such field)."""
+    reuse = bool(getattr(spec, "reuse_fakes", False))
+    if reuse and spec.critic_steps != 1:
+        raise ValueError(f"reuse_fakes needs critic_steps 1 (the generator step reuses the one critic step's "
+                         f"fakes); got critic_steps {spec.critic_steps}")
+    return reuse
+
+
 class Job:
     """Everything one job needs, built from its JobSpec."""
 
@@ -184,11 +212,7 @@ class Job:
         self.source = data_lib.load_dataset(spec.dataset, root=data_root, options=dict(spec.dataset_options))
         self.objective: Objective = get_objective(spec.objective, **dict(spec.objective_options))
         self.tricks: list[Trick] = [get_trick(name, **dict(options)) for name, options in spec.tricks]
-        self.generator_options = dict(spec.arch_options)
-        self.critic_options = dict(spec.arch_options)
-        for trick in self.tricks:
-            self.generator_options.update(trick.generator_options())
-            self.critic_options.update(trick.critic_options())
+        self.generator_options, self.critic_options = network_options(spec, self.tricks)
         _refuse_per_sample_penalties_on_coupled_critic(spec, self.critic_options)
         self.game = GAMES[self.objective.critic_input](self)
         self.generator, self.critic = self.game.generator, self.game.critic
@@ -199,7 +223,10 @@ class Job:
         self.data_rng = torch.Generator().manual_seed(spec.seed * 7919 + 1)
         self.noise_rng = torch.Generator(device=self.device).manual_seed(spec.seed * 7919 + 2)
         self.evaluators = [get_evaluator(name) for name in spec.metrics]
+        for evaluator in self.evaluators:  # a bad metric option fails here, before the first step
+            evaluator.resolve(self._metric_options(evaluator))
         self.cache_dir = cache_dir
+        self.reuse_fakes = reuses_fakes(spec)
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -230,9 +257,13 @@ class Job:
         """One generator step with its critic steps; returns detached (loss_d, loss_g) on device."""
         objective, critic, game = self.objective, self.critic, self.game
         critic.requires_grad_(True)
+        x_fake = None
         for _ in range(self.spec.critic_steps):
             x_real = self._real()
-            judged = game.for_critic(x_real, self._noise())
+            z = self._noise()
+            if self.reuse_fakes:  # G(z) once per step, its graph kept for the generator step
+                x_fake = game.generator(z)
+            judged = game.for_critic(x_real, z, x_fake)
             loss_d = objective.d_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
             loss_d = self._plus_trick_terms(loss_d, "critic_term", judged)
             self.opt_d.zero_grad(set_to_none=True)
@@ -243,8 +274,9 @@ class Job:
 
         # the critic is not updated in the generator step: no gradients for its parameters
         critic.requires_grad_(False)
-        z = self._noise()
-        judged = game.for_generator(x_real, z)
+        if not self.reuse_fakes:
+            z = self._noise()
+        judged = game.for_generator(x_real, z, x_fake)
         loss_g = objective.g_loss(judged.c_real, judged.c_fake, **self._losses_input(judged))
         loss_g = self._plus_trick_terms(loss_g, "generator_term", judged)
         guide = game.guide_loss(x_real, z)

@@ -10,7 +10,6 @@ import math
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.testing import assert_close
 
+from bench.data import DatasetOffers, dataset_offers
 from bench.metrics import EvalContext, fidelity, get_evaluator
 from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME,
@@ -194,7 +194,8 @@ def test_changed_real_images_are_not_served_stale_statistics(digits, monkeypatch
     changed_images = real.images.clone()
     changed_images[changed_index] = real.images[changed_index].flip(-1)  # mirrored
     changed = LabelledImages("digits", changed_images, real.labels, 10)
-    options = {**fidelity.CLASSIFIER_DEFAULTS, "real_split": "train", "kid_subsets": 1, "isc_splits": 1}
+    options = {**get_evaluator("fidelity-classifier").option_defaults, "real_split": "train", "kid_subsets": 1,
+               "isc_splits": 1}
 
     def fid(source: LabelledImages) -> float:
         result = fidelity.fidelity_metrics(
@@ -284,7 +285,7 @@ def test_real_reference_is_the_whole_split_by_default(digits, monkeypatch, tmp_p
 def test_options_are_checked(digits):
     source, cache_dir, _ = digits
     evaluator = get_evaluator("fidelity-classifier")
-    with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option\\(s\\) sampels; valid: "
+    with pytest.raises(ValueError, match="metric 'fidelity-classifier' has no option 'sampels'; valid: "
                        "batch_size, classifier_seed, isc_splits, kid_subset_size, kid_subsets, "
                        "prc_batch_size, prc_neighborhood, real_samples, real_split, samples"):
         evaluator.evaluate(context(source, source.images, cache_dir, sampels=10))
@@ -295,11 +296,13 @@ def test_options_are_checked(digits):
         evaluator.evaluate(context(source, source.images, cache_dir, samples=20, real_split="train", real_samples=300,
                                    isc_splits=30, kid_subset_size=100))
     with pytest.raises(ValueError, match=re.escape(
-        "fidelity-classifier: option samples=0 must be a positive integer; option real_samples=2.5 must be a "
-        "positive integer or null (all); option real_split='val'; valid: held-out, test, train"
+        "metric 'fidelity-classifier' option samples=0 is invalid; must be an integer >= 1\n"
+        "metric 'fidelity-classifier' option real_split='val' is invalid; must be one of held-out, test, train\n"
+        "metric 'fidelity-classifier' option real_samples=2.5 is invalid; must be an integer >= 1 or null"
     )):
         evaluator.evaluate(context(source, source.images, cache_dir, samples=0, real_samples=2.5, real_split="val"))
-    with pytest.raises(ValueError, match=re.escape("fidelity-inception: option real_split='held-out'; valid: test, train")):
+    with pytest.raises(ValueError, match=re.escape(
+            "metric 'fidelity-inception' option real_split='held-out' is invalid; must be one of test, train")):
         get_evaluator("fidelity-inception").evaluate(context(source, source.images, cache_dir, real_split="held-out"))
 
 
@@ -313,23 +316,15 @@ def test_evaluators_are_registered_with_directions():
         "fid_inception", "is_inception", "kid_inception", "precision_inception", "recall_inception",
     ]
     assert all(m.description for m in (*classifier_ev.metrics, *inception_ev.metrics))
-    digits = digits_8px()
-    assert classifier_ev.applies_to(digits) and inception_ev.applies_to(digits)
+    # from what each dataset offers (nothing is read): the classifier needs labels known before reading
+    def offers(name: str) -> DatasetOffers:
+        return dataset_offers(name, {"path": "pets"} if name == "image-folder" else {})
 
-    class Mixture:
-        kind = "mixture"
-        name = "ring8"
-
-    assert not classifier_ev.applies_to(Mixture()) and not inception_ev.applies_to(Mixture())
-    # as the suite checks them, from the dataset's name, kind and shape alone (shape () when unknown)
-    def described(name: str, kind: str = "image") -> SimpleNamespace:
-        return SimpleNamespace(name=name, kind=kind, shape=())
-
-    assert [classifier_ev.applies_to(described(n)) for n in ("digits", "mnist", "cifar10")] == [True] * 3
-    assert not classifier_ev.applies_to(described("stacked-mnist"))
-    assert not classifier_ev.applies_to(described("image-folder"))
-    assert inception_ev.applies_to(described("stacked-mnist")) and inception_ev.applies_to(described("image-folder"))
-    assert not inception_ev.applies_to(described("ring8", "mixture"))
+    assert [classifier_ev.applies_to(offers(n)) for n in ("digits", "mnist", "cifar10")] == [True] * 3
+    assert not classifier_ev.applies_to(offers("stacked-mnist"))
+    assert not classifier_ev.applies_to(offers("image-folder"))
+    assert [inception_ev.applies_to(offers(n)) for n in ("digits", "stacked-mnist", "image-folder")] == [True] * 3
+    assert not classifier_ev.applies_to(offers("ring8")) and not inception_ev.applies_to(offers("ring8"))
 
 
 def test_inception_weights_file_is_the_one_torch_fidelity_downloads():

@@ -14,7 +14,7 @@ import torch
 from scipy import integrate
 from torch.testing import assert_close
 
-from bench.data import load_dataset
+from bench.data import dataset_offers, load_dataset
 from bench.metrics import EvalContext, get_evaluator, metric_directions, metric_infos
 from bench.metrics.mixture import ModeStats, data_bin_masses, mixture_mode_stats
 
@@ -300,8 +300,8 @@ def test_metric_declarations():
 
 def test_evaluator_registered_and_evaluates():
     evaluator = get_evaluator("mixture-modes")
-    assert evaluator.applies_to(SimpleNamespace(kind="mixture"))
-    assert not evaluator.applies_to(SimpleNamespace(kind="images"))
+    assert evaluator.applies_to(dataset_offers("grid25", {}))
+    assert not evaluator.applies_to(dataset_offers("digits", {}))
 
     samples = torch.cat([points_at({0: 2, 1: 2}), torch.full((4, 2), 50.0)])  # 4 good then 4 far off
     drawn: list[int] = []
@@ -325,6 +325,6 @@ def test_evaluator_registered_and_evaluates():
 
 
 def test_evaluator_refuses_unknown_option():
-    with pytest.raises(ValueError, match="no option.* sample; valid: covered_min_samples, held_fraction_of_uniform, "
-                                         "quality_sigmas, samples"):
+    with pytest.raises(ValueError, match="^metric 'mixture-modes' has no option 'sample'; valid: covered_min_samples, "
+                                         "held_fraction_of_uniform, quality_sigmas, samples$"):
         get_evaluator("mixture-modes").evaluate(make_context(torch.zeros(4, 2), [], {"sample": 4}))

@@ -5,7 +5,6 @@ realistic-digit manifold on stacks pasted from digits it classifies correctly.""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.testing import assert_close
 
-from bench.data import ImageSource, ImageSplit, StackedMnistSource
+from bench.data import ImageSource, ImageSplit, StackedMnistSource, dataset_offers
 from bench.metrics import EvalContext, get_evaluator, metric_directions, metric_infos
 from bench.metrics.classifier import get_classifier, held_out_split
 from bench.metrics.stacked import (
@@ -239,7 +238,7 @@ def test_manifold_admits_real_digits_and_not_noise(stacked):
 def test_stacked_modes_evaluator(stacked):
     source, cache_dir, _, _, exemplars = stacked
     evaluator = get_evaluator("stacked-modes")
-    assert evaluator.applies_to(source) and not evaluator.applies_to(ImageSource("mnist", *digit_splits(), 10))
+    assert evaluator.applies_to(dataset_offers("stacked-mnist", {})) and not evaluator.applies_to(dataset_offers("mnist", {}))
     modes = [11, 11, 250, 868]
     ctx = EvalContext(sample=lambda n: paste(exemplars, modes)[:n], source=source, device=torch.device("cpu"),
                       cache_dir=cache_dir, seed=3, options={"samples": 4})
@@ -247,7 +246,7 @@ def test_stacked_modes_evaluator(stacked):
     assert values == {"stacked_modes_covered": 3.0, "stacked_mode_kl": values["stacked_mode_kl"],
                       "stacked_high_quality_fraction": 1.0, "stacked_modes_held": 3.0}
     assert_close(values["stacked_mode_kl"], 0.5 * math.log(500) + 2 * 0.25 * math.log(250))
-    with pytest.raises(ValueError, match="metric 'stacked-modes' has no option\\(s\\) sample; valid: batch_size, "
+    with pytest.raises(ValueError, match="metric 'stacked-modes' has no option 'sample'; valid: batch_size, "
                                          "classifier_seed, held_fraction_of_uniform, quality_neighbours, "
                                          "reference_digits, samples"):
         evaluator.evaluate(EvalContext(sample=ctx.sample, source=source, device=ctx.device, cache_dir=cache_dir,
@@ -260,11 +259,11 @@ def test_class_coverage_evaluator(stacked):
     # same content as the Stacked MNIST digits and named "mnist": the cached classifier is reused
     digits = ImageSource("mnist", train, test, num_classes=10)
     evaluator = get_evaluator("class-coverage")
-    assert evaluator.applies_to(digits)
-    assert [evaluator.applies_to(SimpleNamespace(name=n, kind="image", shape=())) for n in ("mnist", "cifar10")] == [
-        True, False
+    # labelled single-channel images: digits and MNIST, not CIFAR-10's colour or Stacked MNIST's stacks
+    assert [evaluator.applies_to(dataset_offers(n, {})) for n in ("digits", "mnist", "cifar10", "stacked-mnist")] == [
+        True, True, False, False
     ]
-    assert not get_evaluator("stacked-modes").applies_to(digits)
+    assert not get_evaluator("stacked-modes").applies_to(dataset_offers("mnist", {}))
     share_of_3 = float((train.labels == 3).double().mean())
     ctx = EvalContext(sample=lambda n: exemplars[3:4].expand(n, -1, -1, -1), source=digits,
                       device=torch.device("cpu"), cache_dir=cache_dir, seed=0, options={"samples": 50})

@@ -247,3 +247,124 @@ def test_recipe_problems_are_named(tmp_path: Path, catalogue, change: dict, expe
     path = write_suite(tmp_path, change)
     with pytest.raises(SuiteError, match=r"1 problem\n  line \d+: " + expected):
         load_suite(path, catalogue)
+
+
+def test_the_bad_option_values_of_issue_10_are_refused_at_load_with_their_lines(catalogue) -> None:
+    text = """name: values
+dataset: {name: ring8}
+grid:
+  objective: [gan-qp, wgan-gp]
+  arch: [mlp]
+  seed: [0]
+objectives:
+  gan-qp: {options: {distance: l3}}
+  wgan-gp:
+    tricks: [{name: gradient-penalty, options: {weight: -1}}]
+archs:
+  mlp: {width: -3, activation: tanhh}
+"""
+    expected = (
+        "<suite>: 4 problems\n"
+        "  line 8: objectives.gan-qp.options.distance: objective 'gan-qp' option distance='l3' is invalid; "
+        "must be one of l1, l2\n"
+        "  line 10: objectives.wgan-gp.tricks[0].options.weight: trick 'gradient-penalty' option weight=-1 is "
+        "invalid; must be a number >= 0\n"
+        "  line 12: archs.mlp.width: arch 'mlp' option width=-3 is invalid; must be an integer >= 1\n"
+        "  line 12: archs.mlp.activation: arch 'mlp' option activation='tanhh' is invalid; must be one of relu, "
+        "leaky_relu"
+    )
+    with pytest.raises(SuiteError, match=f"^{re.escape(expected)}$"):
+        parse_suite(text, catalogue)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # an integer below its range
+        ({"archs": {"mlp": {"depth": 0}}},
+         r"archs.mlp.depth: arch 'mlp' option depth=0 is invalid; must be an integer >= 1$"),
+        # a value outside its choices
+        ({"dataset": {"name": "mnist", "options": {"resolution": 30}}, "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]},
+          "archs": {}},
+         r"dataset.options.resolution: dataset 'mnist' option resolution=30 is invalid; must be one of 28, 32, 64$"),
+        # the wrong type: a string, and a boolean where a number is declared
+        ({"objectives": {"realness": {"options": {"num_outcomes": "ten"}}}},
+         (r"objectives.realness.options.num_outcomes: objective 'realness' option num_outcomes='ten' is invalid; "
+          r"must be an integer >= 2$")),
+        ({"metric_options": {"mixture-modes": {"samples": True}}},
+         (r"metric_options.mixture-modes.samples: metric 'mixture-modes' option samples=True is invalid; "
+          r"must be an integer >= 1$")),
+        # a half-open range of floats, in a grid axis of tricks
+        ({"grid": {**TINY_SUITE["grid"], "tricks": [[{"name": "label-smoothing", "options": {"smooth": 1.0}}]]}},
+         (r"grid.tricks\[0\]\[0\].options.smooth: trick 'label-smoothing' option smooth=1.0 is invalid; "
+          r"must be a number in \[0, 1\)$")),
+        # a float YAML reads as a string
+        ({"objectives": {"gan-qp": {"options": {"lam": "1e-3"}}}},
+         (r"objectives.gan-qp.options.lam: objective 'gan-qp' option lam='1e-3' is invalid; must be a number > 0 "
+          r"\(YAML reads 1e-3 as a string; write it with a dot, e.g. 0.001\)$")),
+        # a float where an integer is declared
+        ({"metric_options": {"mixture-modes": {"samples": 2.5}}},
+         (r"metric_options.mixture-modes.samples: metric 'mixture-modes' option samples=2.5 is invalid; "
+          r"must be an integer >= 1$")),
+        # a required option left out
+        ({"dataset": {"name": "image-folder"}, "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]}, "archs": {},
+          "metrics": []},
+         (r"dataset.options.path: dataset 'image-folder' needs the option path: a string \(the folder of images, "
+          r"absolute or relative to the data root\)$")),
+    ],
+)
+def test_each_kind_of_bad_value_is_refused_naming_what_is_valid(tmp_path: Path, catalogue, change: dict,
+                                                               expected: str) -> None:
+    path = write_suite(tmp_path, {"metric_options": {}, **change})
+    with pytest.raises(SuiteError, match=r"tiny.yaml: 1 problem\n  line \d+: " + expected):
+        load_suite(path, catalogue)
+
+
+def test_a_nullable_option_takes_null_and_resolves_floats(tmp_path: Path, catalogue) -> None:
+    path = write_suite(tmp_path, {"dataset": {"name": "digits"}, "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]},
+                                  "archs": {}, "metrics": ["fidelity-classifier"],
+                                  "metric_options": {"fidelity-classifier": {"real_samples": None}}})
+    (job, _) = load_suite(path, catalogue).jobs
+    assert job.metric_options == (("fidelity-classifier", (("real_samples", None),)),)
+    bad = write_suite(tmp_path, {"dataset": {"name": "digits"}, "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]},
+                                 "archs": {}, "metrics": ["fidelity-classifier"],
+                                 "metric_options": {"fidelity-classifier": {"real_samples": 0}}}, name="bad.yaml")
+    with pytest.raises(SuiteError, match=r"option real_samples=0 is invalid; must be an integer >= 1 or null$"):
+        load_suite(bad, catalogue)
+
+
+def test_a_dataset_no_default_metric_applies_to_is_refused_unless_the_suite_says(tmp_path: Path, catalogue) -> None:
+    folder = {"dataset": {"name": "image-folder", "options": {"path": "pets"}}, "metric_options": {},
+              "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]}, "archs": {}}
+    with pytest.raises(SuiteError, match=(
+            r"tiny.yaml: 1 problem\n  line \d+: dataset.name: no metric applies by default to dataset 'image-folder'; "
+            r"name the metrics to compute under `metrics` \(these apply: fidelity-inception, reconstruction\), or set "
+            r"`metrics: \[\]` to train without evaluations$")):
+        load_suite(write_suite(tmp_path, folder), catalogue)
+    for metrics, expected in (([], ()), (["fidelity-inception"], ("fidelity-inception",))):
+        jobs = load_suite(write_suite(tmp_path, {**folder, "metrics": metrics}, name="ok.yaml"), catalogue).jobs
+        assert [job.metrics for job in jobs] == [expected, expected]
+
+
+def test_a_metric_that_does_not_apply_names_those_that_do(tmp_path: Path, catalogue) -> None:
+    path = write_suite(tmp_path, {"metrics": ["stacked-modes"], "metric_options": {}})
+    with pytest.raises(SuiteError, match=r"1 problem\n  line \d+: metrics\[0\]: metric 'stacked-modes' does not apply "
+                                         r"to dataset 'ring8' \(these do: mixture-modes, reconstruction\)$"):
+        load_suite(path, catalogue)
+
+
+@pytest.mark.parametrize(
+    ("tricks", "expected"),
+    [
+        # a union member (str | {name, options}) the item is not: only the member it matches speaks
+        ([{"options": {"weight": 1.0}}], r"train.tricks\[0\].name: required key is missing$"),
+        ([3], r"train.tricks\[0\]: Input should be a valid string \(got 3\)$"),
+        ([{"name": "r1", "optons": {}}],
+         r"train.tricks\[0\].optons: unknown key \(did you mean 'options'\?\); valid keys: name, options$"),
+    ],
+)
+def test_schema_errors_inside_a_union_are_placed_at_their_key(tmp_path: Path, catalogue, tricks: list,
+                                                             expected: str) -> None:
+    path = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "tricks": tricks}})
+    with pytest.raises(SuiteError, match=r"tiny.yaml: 1 problem\n  line \d+: " + expected):
+        load_suite(path, catalogue)

@@ -13,7 +13,6 @@ Units: `mem_gb` in GB per job (submitit's `mem_gb`), `time_min` in minutes of wa
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +27,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from bench.yamlerrors import Problem, line_index, locate, pydantic_problems
 
 # `--name=value` or `--name`, optionally written as a full `#SBATCH --name=value` line.
 _SBATCH_LINE = re.compile(r"^(?:#SBATCH\s+)?--(?P<name>[a-z][a-z0-9\-]*)(?:=(?P<value>\S.*))?$")
@@ -171,14 +172,15 @@ def load_profile(path: Path | str) -> SlurmProfile:
     try:
         profile = SlurmProfile.model_validate(data)
     except ValidationError as error:
-        problems += [_describe(problem, node) for problem in error.errors()]
+        problems += pydantic_problems(error, SlurmProfile, data)
     if problems:
+        problems = locate(problems, line_index(node))
         header = f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''} in SLURM profile"
-        raise ProfileError("\n".join([header, *(f"  {p}" for p in problems)]))
+        raise ProfileError("\n".join([header, *(problem.render() for problem in problems)]))
     return profile
 
 
-def _duplicate_keys(root: yaml.Node | None) -> list[str]:
+def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
     """Top-level keys written twice (YAML would silently keep the last one)."""
     if not isinstance(root, yaml.MappingNode):
         return []
@@ -187,55 +189,7 @@ def _duplicate_keys(root: yaml.Node | None) -> list[str]:
     for key_node, _ in root.value:
         line = key_node.start_mark.line + 1
         if key_node.value in seen:
-            problems.append(f"{key_node.value} (line {line}): duplicate key, first set on line {seen[key_node.value]}")
+            problems.append(Problem((key_node.value,), f"duplicate key, first set on line {seen[key_node.value]}", line))
         else:
             seen[key_node.value] = line
     return problems
-
-
-def _describe(problem: Any, root: yaml.Node | None) -> str:
-    """One line for one pydantic error: `key.path (line N): message; got VALUE; valid: ...`."""
-    loc = tuple(problem["loc"])
-    where = _format_loc(loc) or "<top level>"
-    line = _line_of(root, loc)
-    place = f"{where} (line {line})" if line is not None else where
-    kind = problem["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        close = difflib.get_close_matches(key, valid_keys(), n=1) or [
-            valid for valid in valid_keys() if valid.startswith(f"{key}_")
-        ][:1]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{place}: unknown key{hint}; valid keys: {', '.join(valid_keys())}"
-    message = problem["msg"].removeprefix("Value error, ")
-    if kind == "tuple_type":  # the YAML side of a tuple field is a list
-        message = "must be a list of strings"
-    return f"{place}: {message}; got {problem['input']!r}"
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    parts = ""
-    for item in loc:
-        parts += f"[{item}]" if isinstance(item, int) else (f".{item}" if parts else str(item))
-    return parts
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at `loc` (the key itself for mapping entries), or None."""
-    node = root
-    line = None
-    for item in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == item:
-                    line = key_node.start_mark.line + 1
-                    node = value_node
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(item, int) and item < len(node.value):
-            node = node.value[item]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line

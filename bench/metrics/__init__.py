@@ -3,6 +3,11 @@
 An evaluator is registered by name and produces one or more named metrics (long rows
 `metric, value`). The training loop knows nothing of what an evaluator computes: it builds an
 `EvalContext` and calls `evaluate`.
+
+An evaluator declares its options (bench.registry.Option) and whether it applies to a dataset from
+what the dataset offers (bench.data.DatasetOffers: points or images, labels, channels, mode
+structure), never from the dataset's name. A suite that names no metrics gets, for each dataset, the
+evaluators marked `default` that apply to it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from bench.registry import Registry
+from bench.registry import Option, Registry, option_defaults, resolve
 
 Direction = Literal["lower", "higher"]
 
@@ -60,13 +65,26 @@ class EvalContext:
 
 @dataclass(frozen=True)
 class Evaluator:
+    """One evaluator. `applies_to(offers)` says from a dataset's bench.data.DatasetOffers whether it
+    can score that dataset; `default`: a suite that names no metrics gets it wherever it applies.
+    `options` are its declared options; `evaluate` reads them resolved through `resolve`."""
+
     name: str
     description: str
     cost: str
     metrics: tuple[MetricInfo, ...]
     applies_to: Callable[[Any], bool]
     evaluate: Callable[[EvalContext], dict[str, float]]
-    option_defaults: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Option] = field(default_factory=dict)
+    default: bool = False
+
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        return option_defaults(self.options)
+
+    def resolve(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """`given` (a suite's metric_options for this evaluator) over the declared defaults, checked."""
+        return resolve(f"metric {self.name!r}", given, self.options)
 
 
 EVALUATORS: Registry[Evaluator] = Registry("metric")
@@ -78,6 +96,12 @@ def register_evaluator(evaluator: Evaluator) -> Evaluator:
 
 def get_evaluator(name: str) -> Evaluator:
     return EVALUATORS.get(name)
+
+
+def default_evaluators(offers: Any) -> list[str]:
+    """Names of the evaluators a suite gets when it names none, for a dataset offering `offers`: those
+    marked `default` that apply to it, in registration order."""
+    return [name for name, evaluator in EVALUATORS.items() if evaluator.default and evaluator.applies_to(offers)]
 
 
 def metric_infos() -> dict[str, MetricInfo]:

@@ -30,12 +30,12 @@ Sample counts (each evaluator's own; a suite's `metric_options` for that evaluat
   has not seen, which generated images are (digits at 32 px, 359 images a side: FID 0.39-0.66
   between train and test features, 0.23-0.34 between two sets of train features).
 
-Options (EvalContext.options; unknown keys are refused): `samples` generated images; `real_samples`
-real images at most (None: all of the split; a fixed subset, seed 0, when smaller); `real_split`
-"train" or "test" (and "held-out" for the classifier); `batch_size`; `isc_splits` (10);
-`kid_subsets` (100) and `kid_subset_size` (None: min(1000, generated, real)); `prc_neighborhood` k
-(3) and `prc_batch_size`; `classifier_seed` (0, the same classifier for every job) or
-`inception_weights` (a path).
+Options (EvalContext.options, declared in CLASSIFIER_OPTIONS and INCEPTION_OPTIONS; unknown keys and
+bad values are refused): `samples` generated images; `real_samples` real images at most (None: all of
+the split; a fixed subset, seed 0, when smaller); `real_split` "train" or "test" (and "held-out" for
+the classifier); `batch_size`; `isc_splits` (10); `kid_subsets` (100) and `kid_subset_size` (None:
+min(1000, generated, real)); `prc_neighborhood` k (3) and `prc_batch_size`; `classifier_seed` (0, the
+same classifier for every job) or `inception_weights` (a path).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME as CLASSIFIER_EXTRACTOR,
 )
 from bench.metrics.provenance import count, data_shape, image_size, register_provenance
-from bench.registry import with_defaults
+from bench.registry import Option
 from bench.spec import JobSpec
 from bench.store import atomic_write_json
 from bench.vision import torch_fidelity
@@ -214,38 +214,15 @@ def real_cache_name(
     return f"{source.name}-{split}-{source.shape[-1]}px-n{len(pixels)}-{key_hash}", key
 
 
-def _resolve_options(evaluator_name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    return with_defaults(f"metric {evaluator_name!r}", given, defaults)
-
-
-def _check_counts(options: Mapping[str, Any], *, splits: tuple[str, ...], evaluator_name: str) -> None:
-    """Refuse, all at once, a `samples` that is not a positive integer, a `real_samples` that is neither
-    None nor a positive integer, and a `real_split` not in `splits`."""
-    def positive(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-    problems = []
-    if not positive(options["samples"]):
-        problems.append(f"option samples={options['samples']!r} must be a positive integer")
-    if options["real_samples"] is not None and not positive(options["real_samples"]):
-        problems.append(f"option real_samples={options['real_samples']!r} must be a positive integer or null (all)")
-    if options["real_split"] not in splits:
-        problems.append(f"option real_split={options['real_split']!r}; valid: {', '.join(sorted(splits))}")
-    if problems:
-        raise ValueError(f"{evaluator_name}: " + "; ".join(problems))
-
-
 def _real_split(source: Any, *, split: str, classifier_seed: int | None, evaluator_name: str) -> tuple[Tensor, Tensor]:
-    """(images (n, C, H, W), labels (n,)) of `split`: "train", "test", or "held-out" (what the
-    classifier trained with `classifier_seed` was not trained on)."""
+    """(images (n, C, H, W), labels (n,)) of `split` (checked against the evaluator's declared choices):
+    "train", "test", or "held-out" (what the classifier trained with `classifier_seed` was not trained on)."""
     if split == "train":
         return source.images, source.labels
     if split == "held-out":
         if classifier_seed is None:
             raise ValueError(f"{evaluator_name}: real_split='held-out' names the classifier's held-out images")
         return held_out_split(source, seed=classifier_seed)
-    if split != "test":
-        raise ValueError(f"{evaluator_name}: option real_split={split!r}; valid: held-out, test, train")
     if getattr(source, "test", None) is None:
         raise ValueError(f"{evaluator_name}: option real_split='test' but dataset {source.name!r} has no test split")
     return source.test.images, source.test.labels
@@ -379,28 +356,43 @@ def _metric_infos(space: str, what: str) -> tuple[MetricInfo, ...]:
 INCEPTION_SAMPLES = 50000
 CLASSIFIER_SAMPLES = 10000
 
-_COMMON_DEFAULTS: dict[str, Any] = {
-    "real_samples": None,  # every image of the split
-    "isc_splits": 10,
-    "kid_subsets": 100,
-    "kid_subset_size": None,  # min(1000, generated, real)
-    "prc_neighborhood": 3,
-    "prc_batch_size": 2000,
-}
-CLASSIFIER_DEFAULTS: dict[str, Any] = {
-    "samples": CLASSIFIER_SAMPLES, "real_split": "held-out", **_COMMON_DEFAULTS, "batch_size": 500, "classifier_seed": 0,
-}
-INCEPTION_DEFAULTS: dict[str, Any] = {
-    "samples": INCEPTION_SAMPLES, "real_split": "train", **_COMMON_DEFAULTS, "batch_size": 64,
-    INCEPTION_WEIGHTS_OPTION: None,
-}
-CLASSIFIER_SPLITS = ("held-out", "test", "train")
-INCEPTION_SPLITS = ("test", "train")
+
+def _samples(default: int) -> Option:
+    return Option(default, int, low=1, description="generated images per evaluation")
 
 
-# the labelled datasets the classifier is trained on (Stacked MNIST has its own mode metric; an image
-# folder's labels, if any, are not known before it is read)
-CLASSIFIER_DATASETS = ("digits", "mnist", "cifar10")
+def _batch_size(default: int) -> Option:
+    return Option(default, int, low=1, description="images per batch through the feature extractor")
+
+
+_COMMON_OPTIONS: dict[str, Option] = {
+    "real_samples": Option(None, int, low=1, nullable=True,
+                           description="real images at most (a fixed subset, seed 0); null: every image of the split"),
+    "isc_splits": Option(10, int, low=1, description="splits of the generated images for the Inception Score"),
+    "kid_subsets": Option(100, int, low=1, description="random subsets KID averages over"),
+    "kid_subset_size": Option(None, int, low=1, nullable=True,
+                              description="images per KID subset; null: min(1000, generated, real)"),
+    "prc_neighborhood": Option(3, int, low=1, description="k of the k-NN manifolds of precision and recall"),
+    "prc_batch_size": Option(2000, int, low=1, description="features per block of the precision/recall distances"),
+}
+CLASSIFIER_OPTIONS: dict[str, Option] = {
+    "samples": _samples(CLASSIFIER_SAMPLES),
+    "real_split": Option("held-out", str, choices=("held-out", "test", "train"),
+                         description="the real images: held-out (what the classifier did not train on), test or train"),
+    **_COMMON_OPTIONS,
+    "batch_size": _batch_size(500),
+    "classifier_seed": Option(0, int, low=0, description="seed of the dataset classifier (the same one for every job)"),
+}
+INCEPTION_OPTIONS: dict[str, Option] = {
+    "samples": _samples(INCEPTION_SAMPLES),
+    "real_split": Option("train", str, choices=("test", "train"), description="the real images: the test or train split"),
+    **_COMMON_OPTIONS,
+    "batch_size": _batch_size(64),
+    INCEPTION_WEIGHTS_OPTION: Option(
+        None, str, nullable=True,
+        description=f"path of the Inception weights file; null: ${INCEPTION_WEIGHTS_ENV}, else torch's hub directory",
+    ),
+}
 
 
 def _evaluate_fidelity(ctx: EvalContext, *, space: str) -> dict[str, float]:
@@ -408,14 +400,12 @@ def _evaluate_fidelity(ctx: EvalContext, *, space: str) -> dict[str, float]:
     doc); `space` is "classifier" (bench's small CNN, grey) or "inception" (RGB)."""
     name = f"fidelity-{space}"
     if space == "classifier":
-        options = _resolve_options(name, CLASSIFIER_DEFAULTS, ctx.options)
-        _check_counts(options, splits=CLASSIFIER_SPLITS, evaluator_name=name)
+        options = FIDELITY_CLASSIFIER.resolve(ctx.options)
         weights_file = classifier_file(ctx.source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"],
                                        device=ctx.device)
         extractor, recipe, rgb = CLASSIFIER_EXTRACTOR, classifier_recipe_hash(), False
     else:
-        options = _resolve_options(name, INCEPTION_DEFAULTS, ctx.options)
-        _check_counts(options, splits=INCEPTION_SPLITS, evaluator_name=name)
+        options = FIDELITY_INCEPTION.resolve(ctx.options)
         weights_file = inception_weights_path(options)
         extractor, recipe, rgb = INCEPTION_EXTRACTOR, None, True
     with torch.no_grad():
@@ -449,9 +439,12 @@ FIDELITY_CLASSIFIER = register_evaluator(
         description="FID, IS, KID, precision/recall in the feature space of bench's small per-dataset classifier",
         cost="~0.6 s per 1k samples on one CPU core, ~6 s at the default 10k (first use trains the classifier: ~20-30 s)",
         metrics=_metric_infos("classifier", "classifier"),
-        applies_to=lambda source: getattr(source, "name", None) in CLASSIFIER_DATASETS,
+        # the classifier trains on the dataset's labels, so they must be known before it is read; Stacked
+        # MNIST's stacks are scored by stacked-modes with the digit classifier instead
+        applies_to=lambda offers: offers.kind == "images" and offers.labels and offers.stacked_modes is None,
         evaluate=evaluate_classifier_fidelity,
-        option_defaults=CLASSIFIER_DEFAULTS,
+        options=CLASSIFIER_OPTIONS,
+        default=True,
     )
 )
 
@@ -461,9 +454,9 @@ FIDELITY_INCEPTION = register_evaluator(
         description="FID, IS, KID, precision/recall in torch-fidelity's Inception-v3 (TF 2015) feature space",
         cost="~3 min per 1k samples on one CPU core (+~7 s FID on 2048-d); use a GPU for the default 50k",
         metrics=_metric_infos("inception", "Inception-v3"),
-        applies_to=lambda source: getattr(source, "kind", None) == "image",
+        applies_to=lambda offers: offers.kind == "images" and offers.channels in (1, 3),
         evaluate=evaluate_inception_fidelity,
-        option_defaults=INCEPTION_DEFAULTS,
+        options=INCEPTION_OPTIONS,
     )
 )
 

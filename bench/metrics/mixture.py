@@ -28,14 +28,13 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
-from bench.registry import with_defaults
+from bench.registry import Option
 
 DEFAULT_SAMPLES = 2500
 """Generator samples scored per evaluation: PacGAN's `num_log_figure_sample` (2DGrid/2DRing `config.py`)
@@ -229,16 +228,19 @@ def data_bin_masses(centers: tuple[tuple[float, float], ...], std: float, qualit
     return (*masses, off_mode)
 
 
-_OPTION_DEFAULTS: Mapping[str, Any] = {
-    "samples": DEFAULT_SAMPLES,
-    "quality_sigmas": QUALITY_SIGMAS,
-    "covered_min_samples": COVERED_MIN_SAMPLES,
-    "held_fraction_of_uniform": HELD_FRACTION_OF_UNIFORM,
+_OPTIONS: Mapping[str, Option] = {
+    "samples": Option(DEFAULT_SAMPLES, int, low=1, description="generator samples scored per evaluation"),
+    "quality_sigmas": Option(QUALITY_SIGMAS, float, low=0.0, low_open=True,
+                             description="a sample is high quality within this many std of its nearest centre"),
+    "covered_min_samples": Option(COVERED_MIN_SAMPLES, int, low=1,
+                                  description="high-quality samples a mode needs to count as covered"),
+    "held_fraction_of_uniform": Option(HELD_FRACTION_OF_UNIFORM, float, low=0.0, high=1.0, low_open=True,
+                                       description="share of its uniform share N/K a mode needs to count as held"),
 }
 
 
 def _evaluate(ctx: EvalContext) -> dict[str, float]:
-    options = with_defaults("metric 'mixture-modes'", ctx.options, _OPTION_DEFAULTS)
+    options = MIXTURE_MODES.resolve(ctx.options)
     with torch.no_grad():
         samples = ctx.sample(int(options["samples"]))
     stats = mixture_mode_stats(
@@ -301,8 +303,9 @@ MIXTURE_MODES = register_evaluator(
                 "lower",
             ),
         ),
-        applies_to=lambda source: getattr(source, "kind", None) == "mixture",
+        applies_to=lambda offers: offers.mixture_centres is not None,
         evaluate=_evaluate,
-        option_defaults=_OPTION_DEFAULTS,
+        options=_OPTIONS,
+        default=True,
     )
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.metrics import EVALUATORS, Evaluator, get_evaluator
 from bench.metrics.classifier import classifier_recipe_hash
-from bench.registry import Registry, with_defaults
+from bench.registry import Registry
 from bench.spec import JobSpec
 
 PROVENANCE_COLUMNS = ("metric", "extractor", "weights", "generated", "real", "resolution", "torch_fidelity")
@@ -36,9 +36,8 @@ def register_provenance(evaluator: str, describe: Describe) -> Describe:
 
 def evaluator_options(spec: JobSpec, evaluator: Evaluator) -> dict[str, Any]:
     """The options `evaluator` runs with in `spec`: its declared defaults, overridden by the suite's
-    `metric_options` for it (an option it does not declare raises ValueError listing the valid ones)."""
-    given = dict(dict(spec.metric_options).get(evaluator.name, ()))
-    return with_defaults(f"metric {evaluator.name!r}", given, evaluator.option_defaults)
+    `metric_options` for it (an option it does not declare, or a bad value, raises ValueError naming it)."""
+    return evaluator.resolve(dict(dict(spec.metric_options).get(evaluator.name, ())))
 
 
 def count(value: int) -> str:

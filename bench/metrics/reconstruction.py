@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
+from bench.registry import Option
 
 # how many real samples / noise vectors the errors are averaged over (at most)
 DEFAULT_SAMPLES = 1000
@@ -17,7 +18,7 @@ def reconstruction_errors(ctx: EvalContext) -> dict[str, float]:
     (a generator seeded by the job's seed), so successive evaluations are comparable."""
     if ctx.encode is None or ctx.decode is None:
         raise ValueError("metric 'reconstruction' needs an objective with an encoder (bigan-qp)")
-    count = int(ctx.options.get("samples", DEFAULT_SAMPLES))
+    count = RECONSTRUCTION.resolve(ctx.options)["samples"]
     rng = torch.Generator().manual_seed(ctx.seed * 7919 + 4)
     x = ctx.source.sample(count, rng).to(ctx.device)
     z_of_x = ctx.encode(x)
@@ -30,7 +31,7 @@ def reconstruction_errors(ctx: EvalContext) -> dict[str, float]:
     }
 
 
-register_evaluator(
+RECONSTRUCTION = register_evaluator(
     Evaluator(
         name="reconstruction",
         description="BiGAN-QP reconstruction errors of G(E(x)) and E(G(z))",
@@ -39,8 +40,10 @@ register_evaluator(
             MetricInfo("x_reconstruction_mse", "mean squared error of G(E(x)) against real x", "lower"),
             MetricInfo("z_reconstruction_mse", "mean squared error of E(G(z)) against z", "lower"),
         ),
-        applies_to=lambda source: True,
+        # it applies to every dataset; the objectives with an encoder add it to their jobs
+        applies_to=lambda offers: True,
         evaluate=reconstruction_errors,
-        option_defaults={"samples": DEFAULT_SAMPLES},
+        options={"samples": Option(DEFAULT_SAMPLES, int, low=1,
+                                   description="real samples and noise vectors the errors are averaged over")},
     )
 )

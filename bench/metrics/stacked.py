@@ -51,7 +51,7 @@ from torch import Tensor
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, register_evaluator
 from bench.metrics.classifier import LabelledImages, get_classifier, held_out_split
-from bench.registry import with_defaults
+from bench.registry import Option
 
 NUM_DIGITS = 10
 NUM_STACKED_MODES = 1000
@@ -290,23 +290,26 @@ def stacked_digit_source(source: Any) -> LabelledImages:
     return LabelledImages("mnist", source.digits, source.digit_labels, 10, test=source.test_digits)
 
 
-def _options(name: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    return with_defaults(f"metric {name!r}", given, defaults)
+_CLASSIFIER_SEED = Option(0, int, low=0, description="seed of the dataset classifier (the same one for every job)")
+_BATCH_SIZE = Option(1000, int, low=1, description="images classified per batch")
 
-
-# the labelled single-channel datasets (a suite knows a dataset's name before it is loaded)
-COVERAGE_DATASETS = ("digits", "mnist")
-
-STACKED_DEFAULTS: Mapping[str, Any] = {
-    "samples": STACKED_SAMPLES,
-    "classifier_seed": 0,
-    "batch_size": 1000,
-    "quality_neighbours": QUALITY_NEIGHBOURS,
-    "reference_digits": REFERENCE_DIGITS,
-    "held_fraction_of_uniform": HELD_FRACTION_OF_UNIFORM,
+STACKED_OPTIONS: Mapping[str, Option] = {
+    "samples": Option(STACKED_SAMPLES, int, low=1, description="generator samples scored per evaluation"),
+    "classifier_seed": _CLASSIFIER_SEED,
+    "batch_size": _BATCH_SIZE,
+    "quality_neighbours": Option(QUALITY_NEIGHBOURS, int, low=1,
+                                 description="k of the k-NN manifold of real digits a realistic channel lies in"),
+    "reference_digits": Option(REFERENCE_DIGITS, int, low=2,
+                               description="real held-out digits in the manifold (more than quality_neighbours)"),
+    "held_fraction_of_uniform": Option(HELD_FRACTION_OF_UNIFORM, float, low=0.0, high=1.0, low_open=True,
+                                       description="share of its uniform share N/1000 a mode needs to count as held"),
 }
-COVERAGE_DEFAULTS: Mapping[str, Any] = {
-    "samples": COVERAGE_SAMPLES, "classifier_seed": 0, "batch_size": 1000, "min_share": None,
+COVERAGE_OPTIONS: Mapping[str, Option] = {
+    "samples": Option(COVERAGE_SAMPLES, int, low=1, description="generator samples classified per evaluation"),
+    "classifier_seed": _CLASSIFIER_SEED,
+    "batch_size": _BATCH_SIZE,
+    "min_share": Option(None, float, low=0.0, high=1.0, nullable=True,
+                        description="share of the samples a class needs to count as covered; null: 1/(5K)"),
 }
 
 
@@ -316,7 +319,7 @@ def evaluate_stacked_modes(ctx: EvalContext) -> dict[str, float]:
     The realistic-channel manifold is built from up to `reference_digits` real digits the classifier did
     not train on (MNIST's test split; a fixed subset, seed 0, when it holds more).
     """
-    options = _options("stacked-modes", STACKED_DEFAULTS, ctx.options)
+    options = STACKED_MODES.resolve(ctx.options)
     digit_source = stacked_digit_source(ctx.source)
     seed, batch_size = int(options["classifier_seed"]), int(options["batch_size"])
     classifier, _ = get_classifier(digit_source, cache_dir=ctx.cache_dir, seed=seed, device=ctx.device)
@@ -339,7 +342,7 @@ def evaluate_stacked_modes(ctx: EvalContext) -> dict[str, float]:
 
 def evaluate_class_coverage(ctx: EvalContext) -> dict[str, float]:
     """classes_covered and class_kl over `options["samples"]` generated samples."""
-    options = _options("class-coverage", COVERAGE_DEFAULTS, ctx.options)
+    options = CLASS_COVERAGE.resolve(ctx.options)
     source = ctx.source
     classifier, _ = get_classifier(source, cache_dir=ctx.cache_dir, seed=options["classifier_seed"], device=ctx.device)
     class_counts = torch.bincount(source.labels.cpu(), minlength=source.num_classes)
@@ -374,9 +377,10 @@ STACKED_MODES = register_evaluator(
             MetricInfo("stacked_modes_held", "modes whose high-quality samples reach held_fraction_of_uniform "
                        "(1/5) of the uniform share N/1000", "higher", failed_at=0.0),
         ),
-        applies_to=lambda source: getattr(source, "name", None) == "stacked-mnist",
+        applies_to=lambda offers: offers.stacked_modes == NUM_STACKED_MODES,
         evaluate=evaluate_stacked_modes,
-        option_defaults=STACKED_DEFAULTS,
+        options=STACKED_OPTIONS,
+        default=True,
     )
 )
 
@@ -395,8 +399,10 @@ CLASS_COVERAGE = register_evaluator(
             # no failed_at: a run is judged failed once, by classes_covered
             MetricInfo("class_kl", "KL(predicted class histogram || real class distribution), nats", "lower"),
         ),
-        applies_to=lambda source: getattr(source, "name", None) in COVERAGE_DATASETS,
+        # labelled single-channel images whose labels are the classes (not stacks of them)
+        applies_to=lambda offers: (offers.kind == "images" and offers.labels and offers.channels == 1
+                                   and offers.stacked_modes is None),
         evaluate=evaluate_class_coverage,
-        option_defaults=COVERAGE_DEFAULTS,
+        options=COVERAGE_OPTIONS,
     )
 )
