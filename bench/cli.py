@@ -1,22 +1,40 @@
 """`bench`: run suites, list what can be compared, show status, build reports, open the MLflow UI.
 
-A thin layer: every command parses its arguments and calls the modules that do the work.
-Exit codes: 0 success; 1 some jobs failed or a command failed; 2 bad input (suite, profile,
-arguments), in which case nothing has started and nothing written is touched.
+A thin layer: every command parses its arguments, calls the module that does the work (`bench run`
+calls bench.run.run_suite) and maps what happened to an exit code:
+
+    0    success
+    1    some job failed, or a service (SLURM, MLflow, the disk) failed while running
+    2    bad input (suite file, profile, arguments, or what this machine lacks for the suite):
+         nothing was started and nothing written
+    130  interrupted (Ctrl-C or SIGTERM): running jobs checkpoint and resume on the next run
+
+Errors are one message, never a traceback, for anything a user can fix or a service that is down.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    "exit codes: 0 success; 1 some job failed, or a service (SLURM, MLflow) failed while running; "
+    "2 bad input (suite, profile, arguments, or what this machine lacks for the suite: nothing was "
+    "started or written); 130 interrupted (jobs checkpoint and resume on the next run)"
+)
+
+INTERRUPTED = "interrupted: running jobs checkpoint and stay pending; run the same command again to resume"
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -24,204 +42,228 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-def _table(rows: list[dict[str, object]], columns: Sequence[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
+    return value
+
+
+def _terminal_width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns
 
 
 # ------------------------------------------------------------------------------------------------ run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.catalogue import build_catalogue
-    from bench.suite import SuiteError, load_suite, varying_fields
+    from bench.run import RunRequest, run_suite
 
-    try:
-        suite = load_suite(args.suite, build_catalogue())
-    except SuiteError as error:
-        return _fail(str(error))
-    config = suite.config
-    jobs = list(suite.jobs)
-    axes = list(config.grid) + sorted({k for rule in config.include for k in rule} - set(config.grid))
-    columns = ["job_id"] + [c for c in ("objective", "arch", "seed") if c] + [
-        c for c in varying_fields(jobs) if c not in ("objective", "arch", "seed")]
-    if args.dry_run:
-        rows = [{"job_id": job.job_id, **job.flat()} for job in jobs]
-        print(_table(rows, columns))
-        print(f"{len(jobs)} jobs")
-        return 0
-
-    from bench.launch import changed_jobs, default_paths, launch, plan_jobs, stop_requested
-    from bench.store import SuiteStore
-
-    executor = args.executor or config.executor.name
-    max_parallel = args.max_parallel or config.executor.max_parallel
-    results_root = Path(args.results).resolve()
-    suite_dir = results_root / suite.name
-    suite_store = SuiteStore(suite_dir)
-    profile = None
-    if executor == "slurm":
-        from bench.launch.profiles import ProfileError, load_profile
-
-        profile_path = args.profile or config.executor.profile
-        if not profile_path:
-            return _fail(f"{args.suite}: the slurm executor needs --profile or executor.profile")
-        try:
-            profile = load_profile(Path(profile_path))
-        except ProfileError as error:
-            return _fail(str(error))
-    changed = changed_jobs(jobs, suite_store, axes)
-    if changed:
-        return _fail(
-            f"{args.suite}: results under {suite_dir} were made with a different spec; refusing to mix them:\n"
-            + "\n".join(f"  {line}" for line in changed)
-            + "\nUse another suite name, or remove that results folder to start again.")
-    from bench.launch import slurm
-
-    slurm_states = slurm.states_for_store(suite_store) if slurm.slurm_available() else None
-    plan = plan_jobs(jobs, suite_store, slurm_states)
-    suite_store.write_suite_yaml(suite.text)
-    print(f"suite {suite.name}: {len(jobs)} jobs: {len(plan.complete)} complete, {len(plan.live)} running "
-          f"elsewhere, {len(plan.resume)} to resume, {len(plan.fresh)} to start ({executor} executor)")
-    for job in plan.fresh:
-        store = suite_store.job(job.job_id)
-        store.write_spec(job)
-        if not store.status_path.exists():
-            store.write_status("pending")
-
-    tracking = None
-    paths = default_paths(results_root)
-    if config.tracking.enabled and not args.no_tracking:
-        tracking = _tracking_target(config, results_root, suite.name, jobs)
-        _flush_missing(plan.complete, suite_store, tracking)
-    if not plan.to_run:
-        print("nothing to train: every job is complete" if not plan.live else
-              "nothing to start: the remaining jobs are running")
-    else:
-        started = time.perf_counter()
-        try:
-            launch(plan.to_run, suite_dir=suite_dir, paths=paths, tracking=tracking, executor=executor,
-                   max_parallel=max_parallel, threads=args.threads or config.executor.threads_per_job,
-                   progress=not args.no_progress, profile=profile,
-                   wait=config.executor.wait if args.wait is None else args.wait)
-        except KeyboardInterrupt:
-            return _interrupted()
-        if stop_requested():
-            return _interrupted()
-        print(f"ran {len(plan.to_run)} jobs in {time.perf_counter() - started:.1f}s")
-    return _summarise(suite_store, jobs, report=not args.no_report)
+    outcome = run_suite(RunRequest(
+        suite=Path(args.suite), executor=args.executor, max_parallel=args.max_parallel, threads=args.threads,
+        profile=Path(args.profile) if args.profile else None, results=Path(args.results), wait=args.wait,
+        tracking=not args.no_tracking, report=not args.no_report, progress=not args.no_progress,
+        dry_run=args.dry_run,
+    ), warn=_warn)
+    if outcome.interrupted:
+        return _fail("\n" + INTERRUPTED, EXIT_INTERRUPTED)
+    return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
-def _interrupted() -> int:
-    print("\ninterrupted: running jobs checkpoint and stay pending; run the same command again to resume",
-          file=sys.stderr)
-    return 130
+# ------------------------------------------------------------------------------------------------ list
 
 
-def _tracking_target(config, results_root: Path, suite_name: str, jobs):  # type: ignore[no-untyped-def]
-    from bench.launch import TrackingTarget
-    from bench.tracking import Tracker, default_tracking_uri
-
-    uri = config.tracking.uri or default_tracking_uri(results_root)
-    artifact_root = None if uri.startswith("http") else results_root / "mlartifacts"
-    tracker = Tracker(uri, config.tracking.experiment, artifact_root)
-    datasets = ",".join(dict.fromkeys(job.dataset for job in jobs))
-    parent = tracker.suite_run(suite_name, {"suite": suite_name, "jobs": str(len(jobs)), "dataset": datasets})
-    from bench.suite import varying_fields
-
-    return TrackingTarget(uri=uri, experiment=config.tracking.experiment, parent_run_id=parent,
-                          artifact_root=artifact_root, varying=tuple(varying_fields(jobs)))
+def short_number(value: float) -> str:
+    """A learning rate or beta as people write it: 2e-4, 5e-5, 0.5, 0.999, 0."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e-2:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
 
 
-def _flush_missing(complete, suite_store, tracking) -> None:  # type: ignore[no-untyped-def]
-    from bench.launch import flush_to_mlflow
-
-    for job in complete:
-        store = suite_store.job(job.job_id)
-        if not store.read_status().get("mlflow_run_id"):
-            flush_to_mlflow(store, tracking)
-
-
-def _summarise(suite_store, jobs, *, report: bool) -> int:  # type: ignore[no-untyped-def]
-    statuses = [suite_store.job(job.job_id).read_status() for job in jobs]
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status["status"]] = counts.get(status["status"], 0) + 1
-    print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for job, status in zip(jobs, statuses):
-        if status["status"] in ("failed", "diverged"):
-            print(f"  {job.job_id} {job.objective}/{job.arch}/seed {job.seed}: {status['status']}: {status.get('reason')}")
-    if report:
-        _build_report(suite_store.root)
-    return EXIT_FAILED if counts.get("failed") else 0
+def optimizer_summary(optimizer: str, lr_g: float, lr_d: float, betas: tuple[float, float]) -> str:
+    """"adam 2e-4 (0.5,0.999)", "rmsprop 5e-5", "adam 1e-4/4e-4 (0,0.9)" (generator/critic rates
+    when they differ): only the settings the optimiser uses, betas for adam alone."""
+    rate = short_number(lr_g) if lr_g == lr_d else f"{short_number(lr_g)}/{short_number(lr_d)}"
+    text = f"{optimizer} {rate}"
+    if optimizer == "adam":
+        text += f" ({short_number(betas[0])},{short_number(betas[1])})"
+    return text
 
 
-def _build_report(suite_dir: Path) -> int:
-    try:
-        from bench.report import build_report
-    except ImportError:
-        return 0
-    started = time.perf_counter()
-    result = build_report(suite_dir)
-    where = getattr(result, "markdown", suite_dir / "report" / "report.md")
-    print(f"report: {where} ({time.perf_counter() - started:.1f}s)")
-    _print_summary(result.summary)
-    return 0
+def _fit(rows: list[dict[str, Any]], columns: Sequence[str], shrinkable: Sequence[str],
+         width: int) -> list[dict[str, Any]]:
+    """`rows` with the `shrinkable` columns cut (ending "...") so that the table fits `width` columns;
+    the room left by the other columns is shared, a column that needs less leaving the rest to others."""
+    def need(column: str) -> int:
+        return max([len(column)] + [len(str(row.get(column, ""))) for row in rows])
+
+    room = width + 2 - sum(need(c) + 2 for c in columns if c not in shrinkable)  # the last column has no gap after it
+    limits: dict[str, int] = {}
+    left = sorted(shrinkable, key=need)
+    while left:
+        share = max(12, room // len(left) - 2)
+        column = left.pop(0)
+        limits[column] = min(need(column), share)
+        room -= limits[column] + 2
+
+    def cut(text: str, limit: int) -> str:
+        return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+    return [{**row, **{c: cut(str(row.get(c, "")), limits[c]) for c in shrinkable}} for row in rows]
 
 
-def _print_summary(lines: Sequence[str]) -> None:
-    """The report's opening answer (ReportResult.summary), as `bench report` and the end of `bench run`
-    print it."""
-    if lines:
-        print("\nsummary:")
-        print("\n".join(lines))
+def short_description(text: str) -> str:
+    """The opening clause of a description: up to its first ':' or ';', and its first parenthesis
+    when that leaves a phrase."""
+    cut = min([index for index in (text.find(": "), text.find("; ")) if index > 0] or [len(text)])
+    text = text[:cut]
+    bracket = text.find(" (")
+    return text[:bracket] if bracket >= 12 else text
 
 
-# ------------------------------------------------------------------------------------------------ other
+def _objective_rows() -> list[dict[str, Any]]:
+    from bench.objectives import list_objectives
+
+    rows = []
+    for entry in list_objectives():
+        defaults = entry().defaults
+        rows.append({
+            "name": entry.name,
+            "optimizer": optimizer_summary(defaults.optimizer, defaults.lr_g, defaults.lr_d, defaults.betas),
+            "critic": defaults.critic_steps,
+            "tricks": ",".join(name for name, _ in defaults.tricks) or "-",
+            "description": entry.description, "paper": entry.paper,
+        })
+    return rows
+
+
+def _details(pairs: Sequence[tuple[str, object]]) -> str:
+    width = max(len(key) for key, _ in pairs)
+    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in pairs)
+
+
+def _options_block(options: Mapping[str, Any]) -> str:
+    """Declared options (bench.registry.Option), one per line: name, default, valid values, meaning."""
+    if not options:
+        return "options: none"
+    width = max(len(name) for name in options)
+    defaults = {name: "required" if option.required else repr(option.default) for name, option in options.items()}
+    shown = max(len(value) for value in defaults.values())
+    lines = [f"  {name.ljust(width)}  {defaults[name].ljust(shown)}  {option.valid()}; {option.description}"
+             for name, option in options.items()]
+    return "options (name, default, valid values; what it does):\n" + "\n".join(lines)
+
+
+PARTS = {"objectives": ("bench.objectives", "OBJECTIVES"), "archs": ("bench.nets", "ARCHS"),
+         "datasets": ("bench.data", "DATASETS"), "tricks": ("bench.penalties", "TRICKS"),
+         "metrics": ("bench.metrics", "EVALUATORS"), "executors": ("bench.launch", "EXECUTORS")}
+"""`bench list WHAT`: the registry each kind of part lives in (module, name)."""
+
+
+def _describe(what: str, name: str) -> str:
+    """Every field of one registered part, for `bench list WHAT NAME`."""
+    import importlib
+
+    module, registry = PARTS[what]
+    entry = getattr(importlib.import_module(module), registry).get(name)
+    pairs: list[tuple[str, object]] = [("name", name), ("description", entry.description)]
+    if what == "objectives":
+        built = entry()
+        defaults = built.defaults
+        rate = (f"{short_number(defaults.lr_g)} (generator and critic)" if defaults.lr_g == defaults.lr_d else
+                f"generator {short_number(defaults.lr_g)}, critic {short_number(defaults.lr_d)}")
+        pairs += [("paper", entry.paper or "-"), ("optimizer", defaults.optimizer), ("learning rate", rate)]
+        if defaults.optimizer == "adam":
+            pairs.append(("betas", f"({short_number(defaults.betas[0])}, {short_number(defaults.betas[1])})"))
+        pairs += [
+            ("critic steps", f"{defaults.critic_steps} per generator step"),
+            ("tricks", ", ".join(trick + (" (" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
+                                          if options else "") for trick, options in defaults.tricks) or "none"),
+            ("critic outputs", built.critic_outputs),
+            ("critic judges", "(x, z) pairs, with an encoder" if built.critic_input == "pair" else "samples"),
+        ]
+    elif what == "metrics":
+        pairs.append(("cost", entry.cost))
+        pairs += [(f"metric {info.name}", f"{info.direction} is better; {info.description}") for info in entry.metrics]
+    return _details(pairs) + "\n" + _options_block(entry.options)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import catalogue  # noqa: F401  (registers everything)
+    from bench.run import table
 
     what = args.what
+    if args.name:
+        print(_describe(what, args.name))
+        return EXIT_OK
+    width = sys.maxsize if args.wide else _terminal_width()
     if what == "objectives":
-        from bench.objectives import list_objectives
-
-        rows = []
-        for entry in list_objectives():
-            defaults = entry().defaults
-            tricks = ",".join(name for name, _ in defaults.tricks) or "-"
-            rows.append({"name": entry.name, "optimizer": defaults.optimizer, "lr_g": defaults.lr_g,
-                         "lr_d": defaults.lr_d, "betas": f"{defaults.betas[0]},{defaults.betas[1]}",
-                         "critic_steps": defaults.critic_steps, "tricks": tricks,
-                         "description": entry.description, "paper": entry.paper})
-        print(_table(rows, ["name", "optimizer", "lr_g", "lr_d", "betas", "critic_steps", "tricks", "description", "paper"]))
-    elif what == "archs":
+        rows = _objective_rows()
+        if not args.wide:
+            rows = [{**row, "description": short_description(row["description"])} for row in rows]
+        columns = ["name", "optimizer", "critic", "tricks", "description"] + (["paper"] if args.wide else [])
+        print(table(rows if args.wide else _fit(rows, columns, ["description"], width), columns))
+        if not args.wide:
+            print("\n`bench list objectives NAME` shows one in full (paper, options); --wide, every column.")
+        return EXIT_OK
+    if what == "archs":
         from bench.nets import list_archs
 
-        print(_table([{"name": n, "description": d} for n, d in list_archs()], ["name", "description"]))
+        rows = [{"name": n, "description": d} for n, d in list_archs()]
+        columns = ["name", "description"]
     elif what == "datasets":
         from bench.data import list_datasets
 
-        print(_table([{"name": n, "description": d} for n, d in list_datasets()], ["name", "description"]))
+        rows = [{"name": n, "description": d} for n, d in list_datasets()]
+        columns = ["name", "description"]
     elif what == "tricks":
         from bench.penalties import TRICKS
 
         rows = [{"name": name, "options": ", ".join(f"{k}={v}" for k, v in entry.option_defaults.items()) or "-",
                  "description": entry.description} for name, entry in TRICKS.items()]
-        print(_table(rows, ["name", "options", "description"]))
-    elif what == "metrics":
+        columns = ["name", "options", "description"]
+    elif what == "executors":
+        from bench.launch import EXECUTORS
+
+        rows = [{"name": name, "options": ", ".join(entry.options) or "-", "description": entry.description}
+                for name, entry in EXECUTORS.items()]
+        columns = ["name", "options", "description"]
+    else:
         from bench.metrics import EVALUATORS
 
-        rows = []
-        for name, evaluator in EVALUATORS.items():
-            for info in evaluator.metrics:
-                rows.append({"evaluator": name, "metric": info.name, "better": info.direction,
-                             "cost": evaluator.cost, "description": info.description})
-        print(_table(rows, ["evaluator", "metric", "better", "cost", "description"]))
-    return 0
+        rows = [{"evaluator": name, "metric": info.name, "better": info.direction, "cost": evaluator.cost,
+                 "description": info.description}
+                for name, evaluator in EVALUATORS.items() for info in evaluator.metrics]
+        columns = ["evaluator", "metric", "better", "cost", "description"]
+    shrinkable = [c for c in columns if c in ("options", "cost", "description")]
+    print(table(rows if args.wide else _fit(rows, columns, shrinkable, width), columns))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ status
 
 
 def _shown(value: object) -> object:
@@ -231,52 +273,104 @@ def _shown(value: object) -> object:
     return value
 
 
+STATUS_COLUMNS = ("job_id", "objective", "arch", "seed", "status", "step", "steps")
+
+
+def _grid_order(suite_dir: Path, job_ids: Sequence[str]) -> list[str]:
+    """`job_ids` in the order of the suite's grid (from the suite.yaml stored with the results), then
+    any the grid no longer has, by id; by id alone when the stored suite cannot be read."""
+    from bench.catalogue import build_catalogue
+    from bench.suite import SuiteError, load_suite
+
+    try:
+        grid = [job.job_id for job in load_suite(suite_dir / "suite.yaml", build_catalogue()).jobs]
+    except (SuiteError, ValueError):
+        return sorted(job_ids)
+    present = set(job_ids)
+    ordered = [job_id for job_id in grid if job_id in present]
+    return ordered + sorted(present - set(ordered))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from bench.launch import COMPLETE, interrupted_reason
+    from bench.run import table
     from bench.store import SuiteStore
 
     suite_dir = Path(args.suite_dir)
     if not (suite_dir / "jobs").is_dir():
         return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
     store = SuiteStore(suite_dir)
-    table = store.jobs_table()
-    slurm_ids = {job_id: store.job(job_id).read_status().get("slurm_job_id") for job_id in table["job_id"]}
-    slurm_states: dict[str, str] = {}
-    if any(slurm_ids.values()):
+    records = {str(record["job_id"]): record for record in store.jobs_table().to_dict("records")}
+    statuses = {job_id: store.job(job_id).read_status() for job_id in records}
+    on_slurm = any(status.get("slurm_job_id") for status in statuses.values())
+    slurm_states: dict[str, str] | None = None
+    if any(status.get("slurm_job_id") and status["status"] not in COMPLETE for status in statuses.values()):
         from bench.launch import slurm
 
-        if slurm.slurm_available():
-            slurm_states = slurm.states_for_store(store)
+        slurm_states = slurm.store_states(store, _warn)
     rows = []
-    for record in table.to_dict("records"):
-        row = {key: _shown(record.get(key)) for key in ("job_id", "objective", "arch", "seed", "status", "step", "steps")}
-        row["reason"] = record.get("reason") or ""
-        if any(slurm_ids.values()):
-            slurm_id = slurm_ids.get(record["job_id"])
-            row["slurm"] = f"{slurm_id} {slurm_states.get(str(slurm_id), '?')}" if slurm_id else "-"
+    counts: dict[str, int] = {}
+    for job_id in _grid_order(suite_dir, list(records)):
+        record, status = records[job_id], statuses[job_id]
+        row = {key: _shown(record.get(key)) for key in STATUS_COLUMNS}
+        reason = record.get("reason")
+        row["reason"] = reason if isinstance(reason, str) else ""
+        gone = interrupted_reason(status, slurm_states, checkpoint=store.job(job_id).checkpoint_path.exists())
+        if gone:
+            row["status"], row["reason"] = "interrupted", gone
+        if on_slurm:
+            row["slurm"] = _slurm_cell(status, slurm_states)
+        counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
         rows.append(row)
-    columns = ["job_id", "objective", "arch", "seed", "status", "step", "steps"] + (
-        ["slurm"] if any(slurm_ids.values()) else []) + ["reason"]
-    print(_table(rows, columns))
-    counts = table["status"].value_counts().to_dict() if len(table) else {}
-    print(f"{len(table)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return 0
+    columns = [*STATUS_COLUMNS, *(["slurm"] if on_slurm else []), "reason"]
+    print(table(rows, columns))
+    print(f"{len(rows)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return EXIT_OK
+
+
+def _slurm_cell(status: Mapping[str, Any], slurm_states: Mapping[str, str] | None) -> str:
+    """The SLURM column: the job's id and sacct's state; "queued" for a job accounting does not list
+    yet; "unknown" when sacct did not answer; the id alone for a job the store has as complete
+    (sacct is not asked about those)."""
+    from bench.launch import COMPLETE
+
+    slurm_id = status.get("slurm_job_id")
+    if not slurm_id:
+        return "-"
+    if status["status"] in COMPLETE:
+        return str(slurm_id)
+    if slurm_states is None:
+        return f"{slurm_id} unknown"
+    return f"{slurm_id} {slurm_states.get(str(slurm_id), 'queued')}"
+
+
+# ------------------------------------------------------------------------------------------------ report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.run import print_summary
+    from bench.store import SuiteStore
+
     suite_dir = Path(args.suite_dir)
     if not (suite_dir / "jobs").is_dir():
         return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
+    if not SuiteStore(suite_dir).job_ids():
+        return _fail(f"{suite_dir}: no jobs under {suite_dir / 'jobs'} yet, so there is nothing to report; "
+                     "`bench run SUITE` runs them")
     from bench.report import build_report
 
     started = time.perf_counter()
     result = build_report(suite_dir, baseline=args.baseline, survivors_only=args.survivors_only)
-    print(f"wrote {getattr(result, 'markdown', suite_dir / 'report' / 'report.md')} and report.html "
-          f"({time.perf_counter() - started:.1f}s)")
-    _print_summary(result.summary)
-    return 0
+    print(f"wrote {result.markdown} and report.html ({time.perf_counter() - started:.1f}s)")
+    print_summary(result.summary)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ ui
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from bench.launch import run_service
     from bench.tracking import default_tracking_uri, ui_command
 
     results_root = Path(args.results).resolve()
@@ -284,35 +378,42 @@ def cmd_ui(args: argparse.Namespace) -> int:
     command = ui_command(uri, args.host, args.port)
     if args.serve:
         command[command.index("ui")] = "server"
-    print("running: " + " ".join(command))
+    print("running: " + " ".join(command), flush=True)
     if args.print_only:
-        return 0
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
+    return run_service(command)
 
 
 # ------------------------------------------------------------------------------------------------ parser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench.launch import EXECUTORS
+
     parser = argparse.ArgumentParser(
         prog="bench",
         description="Compare GAN adversarial objectives: run suites of jobs, report with statistics.",
-        epilog="Exit codes: 0 ok, 1 failed jobs or command, 2 bad input (nothing run or written).",
+        epilog=EXIT_CODES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="expand a suite into jobs and run those not complete",
-                              description="Validate SUITE, expand its grid, and run every job whose results are "
-                                          "not complete (interrupted jobs resume from their checkpoint). "
-                                          "Writes results/<suite>/ and MLflow runs, then the report.")
+                              description="Validate SUITE and check this machine can run it (data, GPU, "
+                                          "scheduler, weights) before writing anything; expand its grid and run "
+                                          "every job whose results are not complete (interrupted jobs resume from "
+                                          "their checkpoint). Writes results/<suite>/ and MLflow runs, then the "
+                                          "report.",
+                              epilog=EXIT_CODES)
     run.add_argument("suite", help="the suite YAML file (see suites/)")
-    run.add_argument("--dry-run", action="store_true", help="print the expanded grid and the job count; run nothing")
-    run.add_argument("--executor", choices=["debug", "local", "slurm"], help="override the suite's executor")
-    run.add_argument("--max-parallel", type=int, metavar="N", help="jobs at once (local executor)")
-    run.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: cores / max-parallel)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the expanded grid, what each metric measures and its protocol, and every problem "
+                          "a run would stop on (exit 2 if any); run and write nothing")
+    run.add_argument("--executor", choices=EXECUTORS.names(),
+                     help="override the suite's executor: " + "; ".join(
+                         f"{name}: {entry.description}" for name, entry in EXECUTORS.items()))
+    run.add_argument("--max-parallel", type=positive_int, metavar="N", help="jobs at once (local executor), N >= 1")
+    run.add_argument("--threads", type=positive_int, metavar="N",
+                     help="torch threads per job, N >= 1 (default: cores / max-parallel)")
     run.add_argument("--profile", help="SLURM cluster profile YAML (slurm/profiles/)")
     run.add_argument("--results", default="results", help="results root (default: ./results)")
     wait = run.add_mutually_exclusive_group()
@@ -323,18 +424,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
-    listing = commands.add_parser("list", help="list objectives, archs, datasets, tricks or metrics",
-                                  description="List the registered parts a suite may name, with one-line descriptions.")
-    listing.add_argument("what", choices=["objectives", "archs", "datasets", "tricks", "metrics"])
+    listing = commands.add_parser("list", help="list objectives, archs, datasets, tricks, metrics or executors",
+                                  description="List the registered parts a suite may name, one line each, fitted "
+                                              "to the terminal; name one to see all its fields.")
+    listing.add_argument("what", choices=list(PARTS))
+    listing.add_argument("name", nargs="?", help="one part to show in full (paper, recipe, options with defaults)")
+    listing.add_argument("--wide", action="store_true", help="every column in full, whatever the terminal's width")
     listing.set_defaults(func=cmd_list)
 
     status = commands.add_parser("status", help="show each job's state in a results folder",
-                                 description="One line per job: status, step reached, reason; SLURM state when submitted there.")
+                                 description="One line per job, in grid order: status, step reached, reason; the "
+                                             "SLURM state of jobs submitted there. A job recorded as running whose "
+                                             "process or SLURM job is gone shows as interrupted.")
     status.add_argument("suite_dir", help="results/<suite>")
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser("report", help="build report.md and report.html for a results folder",
-                                 description="Aggregate a results folder into markdown and HTML reports (never trains).")
+                                 description="Aggregate a results folder into markdown and HTML reports "
+                                             "(never trains).")
     report.add_argument("suite_dir", help="results/<suite>")
     report.add_argument("--baseline", help="objective to compare against (default: the suite's, else nsgan)")
     report.add_argument("--survivors-only", action="store_true",
@@ -344,22 +451,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the results store",
                              description="Start the MLflow UI (or, with --serve, a tracking server for cluster jobs) "
-                                         "on the SQLite store under the results root.")
+                                         "on the SQLite store under the results root. Stopping bench (Ctrl-C, "
+                                         "SIGTERM) stops the server and its workers.")
     ui.add_argument("--results", default="results", help="results root (default: ./results)")
     ui.add_argument("--uri", help="tracking URI (default: sqlite under the results root)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    ui.add_argument("--port", type=port_number, default=5000, help="port to listen on, 1-65535 (default: 5000)")
     ui.add_argument("--serve", action="store_true", help="run `mlflow server` for jobs to log to over HTTP")
     ui.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     ui.set_defaults(func=cmd_ui)
     return parser
 
 
+def _is_service_error(error: BaseException) -> bool:
+    """A service this run depends on failed (SLURM, MLflow's store or server, the network, the disk):
+    not a bug of bench, so one line is enough."""
+    from bench.launch.slurm import SlurmError
+
+    return (isinstance(error, (SlurmError, OSError))
+            or type(error).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (see EXIT_CODES). argparse exits 2 on bad arguments."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    args = build_parser().parse_args(argv)
+    from bench.launch.profiles import ProfileError
+    from bench.registry import UnknownNameError
+    from bench.suite import SuiteError
+
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return _fail("\n" + INTERRUPTED, EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (`bench list | head`): nothing more to say, and nowhere to say it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (SuiteError, ProfileError, UnknownNameError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+    except Exception as error:
+        if not _is_service_error(error):
+            raise
+        said = str(error).strip().splitlines()
+        return _fail(f"bench {args.command}: {type(error).__name__}: {said[0] if said else ''}", EXIT_FAILED)
 
 
 if __name__ == "__main__":

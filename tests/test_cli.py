@@ -34,15 +34,60 @@ def test_every_command_has_help_with_a_description(capsys) -> None:
                 assert action.help, f"bench {command} {action.option_strings} has no help"
 
 
-def test_list_objectives_shows_recipes_and_papers(capsys) -> None:
+def test_list_objectives_fits_a_100_column_terminal(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
     assert main(["list", "objectives"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert lines[0].split()[:7] == ["name", "optimizer", "lr_g", "lr_d", "betas", "critic_steps", "tricks"]
-    rows = {line.split()[0]: line for line in lines[2:]}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "optimizer", "critic", "tricks", "description"]
+    assert max(len(line) for line in lines) <= 100
+    rows = {line.split()[0]: line for line in lines[2:] if line and not line.startswith("`")}
     assert set(rows) == set(OBJECTIVES.names())
-    assert "rmsprop" in rows["wgan"] and "5e-05" in rows["wgan"] and "weight-clipping" in rows["wgan"]
-    assert "gradient-penalty" in rows["wgan-gp"] and "Gulrajani" in rows["wgan-gp"]
+    # only what each optimiser uses: RMSprop has no betas
+    assert rows["wgan"].split()[:6] == ["wgan", "rmsprop", "5e-5", "5", "weight-clipping", "Wasserstein"]
+    assert rows["wgan-gp"].split()[:7] == ["wgan-gp", "adam", "1e-4", "(0,0.9)", "5", "gradient-penalty", "Wasserstein"]
+    assert rows["nsgan"].split()[1:5] == ["adam", "2e-4", "(0.5,0.999)", "1"]
+    assert lines[-1] == "`bench list objectives NAME` shows one in full (paper, options); --wide, every column."
+
+
+def test_list_objectives_wide_has_every_column(capsys) -> None:
+    assert main(["list", "objectives", "--wide"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "optimizer", "critic", "tricks", "description", "paper"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert "Gulrajani" in rows["wgan-gp"] and "weights clipped to [-0.01, 0.01]" in rows["wgan"]
+
+
+def test_list_one_objective_in_full(capsys) -> None:
+    assert main(["list", "objectives", "wgan"]) == 0
+    assert capsys.readouterr().out == (
+        "name            wgan\n"
+        "description     Wasserstein GAN: critic C_f - C_r with weights clipped to [-0.01, 0.01], RMSprop, "
+        "5 critic steps\n"
+        "paper           Arjovsky, Chintala, Bottou 2017, Wasserstein GAN (ICML)\n"
+        "optimizer       rmsprop\n"
+        "learning rate   5e-5 (generator and critic)\n"
+        "critic steps    5 per generator step\n"
+        "tricks          weight-clipping (clip=0.01)\n"
+        "critic outputs  1\n"
+        "critic judges   samples\n"
+        "options: none\n")
+    assert main(["list", "objectives", "wgan-gp"]) == 0
+    out = capsys.readouterr().out
+    assert "betas           (0, 0.9)\n" in out and "tricks          gradient-penalty (weight=10.0)\n" in out
+
+
+@pytest.mark.parametrize(("what", "name", "expected"), [
+    ("objectives", "gan-qp", "  distance  'l1'  one of l1, l2; the per-sample distance d"),
+    ("archs", "mlp", "  width "),
+    ("datasets", "image-folder", "  path        required  a string; the folder of images"),
+    ("tricks", "r1", "  gamma  10.0  a number >= 0;"),
+    ("metrics", "mixture-modes", "metric mode_kl "),
+    ("executors", "local", "  max_parallel     2     an integer >= 1; jobs running at once on this machine"),
+])
+def test_list_one_part_in_full(capsys, what: str, name: str, expected: str) -> None:
+    assert main(["list", what, name]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["name", name] and expected in out
 
 
 @pytest.mark.parametrize(("what", "expected"), [
@@ -50,6 +95,7 @@ def test_list_objectives_shows_recipes_and_papers(capsys) -> None:
     ("datasets", ["ring8", "grid25", "digits", "mnist", "stacked-mnist", "cifar10", "image-folder"]),
     ("tricks", ["gradient-penalty", "r1", "r2", "weight-clipping", "spectral-norm", "feature-matching"]),
     ("metrics", ["modes_covered", "high_quality_fraction", "mode_kl", "x_reconstruction_mse"]),
+    ("executors", ["debug", "local", "slurm"]),
 ])
 def test_list_names_every_registered_part(capsys, what: str, expected: list[str]) -> None:
     assert main(["list", what]) == 0
@@ -77,12 +123,13 @@ def test_status_and_report_refuse_a_folder_that_is_not_a_suite(tmp_path: Path, c
     assert main(["report", str(tmp_path)]) == 2
 
 
-def test_status_after_a_run(tiny_suite: Path, tmp_path: Path) -> None:
-    ran = run_bench(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
-    assert ran.returncode == 0, ran.stderr
-    status = run_bench(["status", "results/tiny"], tmp_path)
-    assert status.returncode == 0, status.stderr
-    lines = status.stdout.splitlines()
+def test_status_after_a_run(tiny_suite: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "bench-home"))
+    assert main(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["status", "results/tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["job_id", "objective", "arch", "seed", "status", "step", "steps", "reason"]
     assert sorted(line.split()[1] for line in lines[2:4]) == ["nsgan", "rsgan"]
     assert all(line.split()[4:7] == ["done", "60", "60"] for line in lines[2:4])
@@ -111,16 +158,17 @@ def test_local_jobs_split_the_cores(tmp_path: Path, tiny_suite: Path) -> None:
     assert all(f"{expected} torch threads" in log.read_text() for log in logs)
 
 
-def test_a_dataset_axis_runs_with_tracking(tmp_path: Path) -> None:
+def test_a_dataset_axis_runs_with_tracking(tmp_path: Path, capsys, monkeypatch) -> None:
     from conftest import write_suite
 
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "bench-home"))
     path = write_suite(tmp_path, {"grid": {"dataset": ["ring8", "grid25"], "objective": ["nsgan"], "arch": ["mlp"],
                                            "seed": [0]}})
     text = path.read_text().replace("dataset:\n  name: ring8\n", "")
     path.write_text(text)
-    ran = run_bench(["run", str(path), "--no-report", "--no-progress"], tmp_path)
-    assert ran.returncode == 0, ran.stderr
-    assert "status: done 2" in ran.stdout
+    assert main(["run", str(path), "--no-report", "--no-progress"]) == 0
+    assert "status: done 2" in capsys.readouterr().out
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
@@ -146,11 +194,12 @@ def test_report_prints_its_summary(tmp_path: Path, capsys) -> None:
 
 
 def test_the_report_built_after_a_run_prints_its_summary(tmp_path: Path, capsys) -> None:
-    from bench.cli import _build_report
     from test_verdicts import write_diverged_suite
 
+    from bench.run import build_report
+
     suite_dir = write_diverged_suite(tmp_path)
-    assert _build_report(suite_dir) == 0
+    build_report(suite_dir)
     out = capsys.readouterr().out
     assert out.startswith(f"report: {suite_dir / 'report' / 'report.md'} (")
     assert "\nsummary:\nEvery job has ended.\n" in out

@@ -22,8 +22,9 @@ def _start_local_run(tmp_path, steps: int, *, tracking: bool) -> tuple[subproces
     command = [sys.executable, "-m", "bench", "run", str(suite), "--no-report", "--no-progress"]
     if not tracking:
         command.append("--no-tracking")
-    process = subprocess.Popen(command, cwd=tmp_path, env=bench_env(tmp_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # output to files: job processes inherit them, and a pipe would stay open until they end
+    process = subprocess.Popen(command, cwd=tmp_path, env=bench_env(tmp_path), stdout=open(tmp_path / "out", "w"),
+                               stderr=open(tmp_path / "err", "w"), text=True, start_new_session=True)
     store = SuiteStore(tmp_path / "results" / "tiny")
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -40,7 +41,8 @@ def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -
     process, store, args = _start_local_run(tmp_path, 4000, tracking=False)
     started = time.time()
     process.send_signal(signal.SIGTERM)  # the bench process only, as `kill <pid>` does
-    stdout, stderr = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
     statuses = [store.job(j).read_status() for j in store.job_ids()]
     assert process.returncode == 130, (stdout, stderr, statuses)
     assert "interrupted" in stderr
@@ -61,7 +63,7 @@ def test_jobs_orphaned_by_a_killed_bench_write_their_own_mlflow_runs(tmp_path) -
 
     process, store, _ = _start_local_run(tmp_path, 1500, tracking=True)
     os.kill(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)
+    process.wait(timeout=30)
     deadline = time.time() + 120
     while time.time() < deadline and any(store.job(j).read_status()["status"] != "done" for j in store.job_ids()):
         time.sleep(0.2)

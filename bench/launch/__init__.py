@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.registry import Option, Registry
 from bench.spec import JobSpec
 from bench.store import JobStore, SuiteStore
 
@@ -253,15 +254,33 @@ class Plan:
         return self.resume + self.fresh
 
 
+def interrupted_reason(status: dict[str, Any], slurm_states: dict[str, str] | None, *, checkpoint: bool) -> str | None:
+    """Why a job recorded as `running` is not running any more (its process is gone, or its SLURM
+    job ended), and what the next `bench run` does with it; None when it may still be running."""
+    if status.get("status") != "running" or is_live(status, slurm_states):
+        return None
+    then = "resumes from its last checkpoint" if checkpoint else "starts again on the next `bench run`"
+    slurm_job = status.get("slurm_job_id")
+    if slurm_job:
+        state = (slurm_states or {}).get(str(slurm_job))
+        ended = f"ended {state.split()[0]}" if state else "is gone"
+        return f"SLURM job {slurm_job} {ended}; {then}"
+    pid = status.get("pid")
+    return f"process {pid} is gone; {then}" if pid else f"no process recorded; {then}"
+
+
 def plan_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore,
-              slurm_states: dict[str, str] | None = None) -> Plan:
+              slurm_states: dict[str, str] | None = None, *, slurm_unanswered: bool = False) -> Plan:
+    """Sort the grid's jobs into complete, live (running or queued elsewhere: not touched), to
+    resume and to start. `slurm_unanswered`: SLURM accounting was asked and did not answer, so a
+    job recorded as submitted to SLURM and not complete counts as live rather than being run twice."""
     plan = Plan()
     for job in jobs:
         store = suite_store.job(job.job_id)
         status = store.read_status()
         if status["status"] in COMPLETE:
             plan.complete.append(job)
-        elif is_live(status, slurm_states):
+        elif is_live(status, slurm_states) or (slurm_unanswered and status.get("slurm_job_id")):
             plan.live.append(job)
         elif store.path.joinpath("checkpoint.pt").exists():
             plan.resume.append(job)
@@ -290,14 +309,6 @@ def changed_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore, axes: Sequenc
             diff = "; ".join(old.diff(job))
             messages.append(f"job {old.job_id} ({job.objective}/{job.arch}/seed {job.seed}) changed: {diff}")
     return messages
-
-
-def default_threads(executor: str, max_parallel: int) -> int:
-    """Torch threads per job so that parallel jobs do not oversubscribe the cores."""
-    cores = os.cpu_count() or 1
-    if executor == "local":
-        return max(1, cores // max_parallel)
-    return cores if executor == "debug" else 1
 
 
 class Progress:
@@ -356,6 +367,146 @@ class Progress:
         self.bar.close()
 
 
+# ------------------------------------------------------------------------------------------------
+# Executors
+
+
+@dataclass
+class LaunchContext:
+    """What an executor's launcher is given: the jobs (as runners) and how to report on them.
+
+    `ended(runner, status)` records a job's end (and flushes its MLflow run when this process does
+    that); `running` holds the (runner, submitit job) pairs running now, which a stop signal reaches.
+    """
+
+    runners: list[JobRunner]
+    folder: Path
+    max_parallel: int
+    profile: Any
+    wait: bool
+    bar: Progress
+    echo: Callable[[str], None]
+    ended: Callable[[JobRunner, str], None]
+    running: list[tuple[JobRunner, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Executor:
+    """One way to run a suite's jobs.
+
+    `launch(context)` runs (or submits) them and returns job_id -> final status ('submitted' for
+    jobs handed to a scheduler and not waited on). `options` declares the `executor:` settings it reads;
+    `threads(max_parallel)` the torch threads per job by default; `available()` what stops it on
+    this machine (empty when nothing does); `needs_profile` that it takes a SLURM profile;
+    `remote` that its jobs run elsewhere and flush their own MLflow runs.
+    """
+
+    name: str
+    description: str
+    launch: Callable[[LaunchContext], dict[str, str]]
+    options: Mapping[str, Option]
+    threads: Callable[[int], int]
+    available: Callable[[], list[str]] = lambda: []
+    needs_profile: bool = False
+    remote: bool = False
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+
+THREADS_OPTION = {"threads_per_job": Option(
+    None, int, low=1, nullable=True,
+    description="torch threads per job (null: the machine's cores shared among the jobs running at once)")}
+
+
+def register_executor(executor: Executor) -> Executor:
+    return EXECUTORS.register(executor.name, executor)
+
+
+def default_threads(executor: str, max_parallel: int) -> int:
+    """Torch threads per job so that parallel jobs do not oversubscribe the cores."""
+    return EXECUTORS.get(executor).threads(max_parallel)
+
+
+def _launch_debug(context: LaunchContext) -> dict[str, str]:
+    import submitit
+
+    debug = submitit.DebugExecutor(folder=context.folder)
+    results: dict[str, str] = {}
+    for runner in context.runners:
+        if stop_requested():
+            break
+        context.bar.update(finished={}, running=[runner.spec.job_id])
+        status = debug.submit(runner).result()
+        context.ended(runner, status)
+        results[runner.spec.job_id] = status
+        context.bar.update(finished={runner.spec.job_id: status}, running=[])
+    return results
+
+
+def _launch_local(context: LaunchContext) -> dict[str, str]:
+    import submitit
+
+    # a stop (Ctrl-C, SIGTERM) ends new submissions; running jobs checkpoint and end
+    local = submitit.LocalExecutor(folder=context.folder)
+    local.update_parameters(timeout_min=60 * 24 * 7)
+    queue = list(context.runners)
+    running = context.running
+    results: dict[str, str] = {}
+    suite_dir = context.folder.parent
+    while queue or running:
+        while queue and len(running) < context.max_parallel and not stop_requested():
+            runner = queue.pop(0)
+            running.append((runner, local.submit(runner)))
+        finished: dict[str, str] = {}
+        for runner, job in list(running):
+            if job.done():
+                running.remove((runner, job))
+                status = _local_result(job, runner, suite_dir)
+                context.ended(runner, status)
+                results[runner.spec.job_id] = status
+                finished[runner.spec.job_id] = status
+        context.bar.update(finished=finished, running=[runner.spec.job_id for runner, _ in running])
+        if stop_requested() and not running:
+            break
+        time.sleep(0.5)
+    return results
+
+
+def _launch_slurm(context: LaunchContext) -> dict[str, str]:
+    from bench.launch import slurm
+
+    return slurm.submit_array(context.runners, folder=context.folder, profile=context.profile, wait=context.wait,
+                              bar=context.bar, echo=context.echo)
+
+
+def _slurm_problems() -> list[str]:
+    from bench.launch import slurm
+
+    return slurm.availability_problems()
+
+
+register_executor(Executor(
+    "debug", "every job in this process, one after another (tracebacks and debuggers work)",
+    _launch_debug, options=THREADS_OPTION, threads=lambda max_parallel: os.cpu_count() or 1,
+))
+register_executor(Executor(
+    "local", "each job in its own process on this machine, max_parallel at once",
+    _launch_local,
+    options={"max_parallel": Option(2, int, low=1, description="jobs running at once on this machine"),
+             **THREADS_OPTION},
+    threads=lambda max_parallel: max(1, (os.cpu_count() or 1) // max_parallel),
+))
+register_executor(Executor(
+    "slurm", "SLURM job arrays from a login node, resources from a profile (slurm/profiles/)",
+    _launch_slurm,
+    options={"profile": Option(None, str, nullable=True,
+                               description="the SLURM cluster profile, a YAML file (see slurm/profiles/)"),
+             "wait": Option(True, bool, description="wait for the jobs to end (false: return once submitted)"),
+             **THREADS_OPTION},
+    threads=lambda max_parallel: 1, available=_slurm_problems, needs_profile=True, remote=True,
+))
+
+
 def launch(
     jobs: Sequence[JobSpec],
     *,
@@ -370,29 +521,29 @@ def launch(
     wait: bool = True,
     echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Run `jobs` with the named executor; returns job_id -> final status ('submitted' when not waited on)."""
-    import submitit
-
-    threads = threads or default_threads(executor, max_parallel)
-    folder = suite_dir / "submitit"
-    # cluster jobs flush their own MLflow run; local ones are flushed here, by the process that
+    """Run `jobs` with the named executor (see EXECUTORS); returns job_id -> final status
+    ('submitted' when not waited on)."""
+    entry = EXECUTORS.get(executor)
+    threads = threads or entry.threads(max_parallel)
+    # remote jobs flush their own MLflow run; local ones are flushed here, by the process that
     # already has MLflow loaded (a second or two saved per job), unless this process is killed
-    launcher_pid = None if executor == "slurm" else os.getpid()
+    launcher_pid = None if entry.remote else os.getpid()
     runners = [JobRunner(job, suite_dir, paths, tracking, threads, launcher_pid) for job in jobs]
 
     def ended(runner: JobRunner, status: str) -> None:
-        results[runner.spec.job_id] = status
         if tracking is not None and status in COMPLETE + ("failed",):
             flush_to_mlflow(SuiteStore(suite_dir).job(runner.spec.job_id), tracking)
-    results: dict[str, str] = {}
-    running: list[tuple[JobRunner, Any]] = []
+
+    bar = Progress(jobs, suite_dir, progress)
+    context = LaunchContext(runners=runners, folder=suite_dir / "submitit", max_parallel=max_parallel,
+                            profile=profile, wait=wait, bar=bar, echo=echo, ended=ended)
 
     def stop(*_: Any) -> None:
         # the jobs checkpoint at their next step; local job processes may not share this process's
         # group (a supervisor's SIGTERM, `kill <pid>`), so they are told directly: submitit's
         # controller forwards SIGTERM to its task
         _stop_requested.set()
-        for _, job in list(running):
+        for _runner, job in list(context.running):
             process = getattr(job, "_process", None)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -401,48 +552,56 @@ def launch(
     if threading.current_thread() is threading.main_thread():
         # set explicitly: a shell may start this process with SIGINT ignored
         previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    bar = Progress(jobs, suite_dir, progress)
     try:
-        if executor == "debug":
-            debug = submitit.DebugExecutor(folder=folder)
-            for runner in runners:
-                if stop_requested():
-                    break
-                bar.update(finished={}, running=[runner.spec.job_id])
-                status = debug.submit(runner).result()
-                ended(runner, status)
-                bar.update(finished={runner.spec.job_id: status}, running=[])
-        elif executor == "local":
-            # a stop (Ctrl-C, SIGTERM) ends new submissions; running jobs checkpoint and end
-            local = submitit.LocalExecutor(folder=folder)
-            local.update_parameters(timeout_min=60 * 24 * 7)
-            queue = list(runners)
-            while queue or running:
-                while queue and len(running) < max_parallel and not stop_requested():
-                    runner = queue.pop(0)
-                    running.append((runner, local.submit(runner)))
-                finished: dict[str, str] = {}
-                for runner, job in list(running):
-                    if job.done():
-                        running.remove((runner, job))
-                        status = _local_result(job, runner, suite_dir)
-                        ended(runner, status)
-                        finished[runner.spec.job_id] = status
-                bar.update(finished=finished, running=[runner.spec.job_id for runner, _ in running])
-                if stop_requested() and not running:
-                    break
-                time.sleep(0.5)
-        elif executor == "slurm":
-            from bench.launch import slurm
-
-            results = slurm.submit_array(runners, folder=folder, profile=profile, wait=wait, bar=bar, echo=echo)
-        else:
-            raise ValueError(f"unknown executor {executor!r}; valid: debug, local, slurm")
+        return entry.launch(context)
     finally:
         bar.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return results
+
+
+def run_service(command: Sequence[str], *, grace_s: float = 10.0) -> int:
+    """Run a long-lived server (`mlflow ui`, `mlflow server`) in the foreground until it ends or this
+    process is told to stop (SIGINT, SIGTERM).
+
+    The server runs in a process group of its own, and a stop is passed to that whole group (its
+    workers too), which gets `grace_s` seconds to end before SIGKILL; so stopping this process by
+    its pid leaves nothing serving. Returns the server's exit status, or 0 when it was stopped.
+    """
+    import subprocess
+
+    process = subprocess.Popen(list(command), start_new_session=True)
+    stop_at: list[float] = []
+
+    def stop(*_: Any) -> None:
+        if not stop_at:
+            stop_at.append(time.monotonic())
+            _signal_group(process.pid, signal.SIGTERM)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_at and time.monotonic() - stop_at[0] > grace_s:
+                    _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        # workers the server left behind serve nothing without it
+        _signal_group(process.pid, signal.SIGKILL)
+    return 0 if stop_at else code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> str:

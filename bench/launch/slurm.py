@@ -81,9 +81,38 @@ class ArraySubmission:
         return [job.job_id for job in self.jobs]
 
 
+CLIENT_TOOLS = ("sbatch", "srun", "sacct", "scontrol", "sinfo")
+"""The SLURM client commands the slurm executor uses: submit, requeue, account, configure, ask."""
+
+# how long preflight waits for the controller to answer `sinfo`
+_PING_TIMEOUT_S = 15
+
+
 def slurm_available() -> bool:
     """True when this machine can submit to a SLURM cluster (sbatch, srun and sacct are on PATH)."""
     return all(shutil.which(tool) is not None for tool in ("sbatch", "srun", "sacct", "scontrol"))
+
+
+def availability_problems() -> list[str]:
+    """Why this machine cannot submit to SLURM now (empty when it can): client commands missing from
+    PATH, or a controller that does not answer `sinfo`. Submits nothing."""
+    missing = [tool for tool in CLIENT_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return [f"SLURM client command{'s' if len(missing) > 1 else ''} {', '.join(missing)} not found on PATH: "
+                "the slurm executor submits from a SLURM login node; run there (with the SLURM module "
+                "loaded), or choose --executor local"]
+    try:
+        done = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True,
+                              timeout=_PING_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        timed_out = isinstance(error, subprocess.TimeoutExpired)
+        reason = f"did not answer in {_PING_TIMEOUT_S} s" if timed_out else str(error)
+        return [f"the SLURM controller (slurmctld) is unreachable: `sinfo` {reason}"]
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        return [f"the SLURM controller (slurmctld) is unreachable: `sinfo` exited {done.returncode}"
+                + (f": {said[0]}" if said else "")]
+    return []
 
 
 def _run(command: list[str]) -> str:
@@ -280,7 +309,15 @@ def submit_array(
     pending = {job.job_id: (runner, job) for runner, job in pairs}
     try:
         while pending:
-            states = sacct_states(list(pending))
+            try:
+                states = sacct_states(list(pending))
+            except SlurmError as error:
+                echo(
+                    f"stopped waiting: SLURM accounting did not answer ({str(error).splitlines()[0]}); "
+                    f"{len(pending)} jobs go on in SLURM (arrays {', '.join(array.array_id for array in arrays)}); "
+                    "`bench status` follows them"
+                )
+                break
             finished: dict[str, str] = {}
             for task_id, state in states.items():
                 if task_id not in pending or state not in FINAL_STATES:
@@ -330,12 +367,26 @@ def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: s
 
 def states_for_store(suite_store: Any) -> dict[str, str]:
     """{slurm_job_id: sacct state} for every job of a `bench.store.SuiteStore` whose status.json
-    records a `slurm_job_id` ("123_4"); {} when none does."""
+    records a `slurm_job_id` ("123_4") and is not complete there (done and diverged jobs need no
+    answer from accounting); {} when none is."""
     job_ids = sorted(
         {
             str(status["slurm_job_id"])
             for status in (suite_store.job(job_id).read_status() for job_id in suite_store.job_ids())
-            if status.get("slurm_job_id")
+            if status.get("slurm_job_id") and status.get("status") not in ("done", "diverged")
         }
     )
     return sacct_states(job_ids) if job_ids else {}
+
+
+def store_states(suite_store: Any, warn: Callable[[str], None]) -> dict[str, str] | None:
+    """`states_for_store`, or None when SLURM cannot be asked: its commands are not on this machine,
+    or sacct fails (accounting down), which `warn` is told in one line. None means "the store's
+    view is all there is"."""
+    if not slurm_available():
+        return None
+    try:
+        return states_for_store(suite_store)
+    except SlurmError as error:
+        warn(f"SLURM accounting did not answer ({str(error).splitlines()[0]}); showing the results folder's view")
+        return None
