@@ -474,6 +474,13 @@ def test_figures_are_linked_relative_with_their_seed_counts(golden):
     assert all(re.search(r"n = \d+(-\d+)? seeds?", caption) for caption in captions), captions
 
 
+def test_rank_heatmap_rows_follow_the_ranking_table(golden):
+    result, markdown = golden
+    table = tuple(row["objective"] for row in table_after(markdown, "## Ranking"))
+    assert table == ("lsgan", "wgan", "nsgan")  # by mean rank, not baseline first
+    assert result.figure_files["ranks"].rows == table
+
+
 def test_html_is_self_contained(golden):
     result, _ = golden
     html = result.html.read_text(encoding="utf-8")

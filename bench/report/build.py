@@ -21,9 +21,9 @@ from bench.report.stats import POWER, median_ci_ranks
 from bench.report.summary import cell_summaries, opening_lines, score_text, summary_text, test_text, verdict_text
 from bench.store import SuiteStore
 
-MAX_CONVERGENCE_FIGURES = 6
-MAX_UNRANKED_CURVES = 4
-MAX_DISTRIBUTION_FIGURES = 6
+IQM_MIN_RUNS = 4
+"""Below this many runs the IQM trims nothing (scipy.stats.trim_mean cuts floor(n / 4) runs from
+each end): it is the mean, and the tables leave it out."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,10 @@ class ReportResult:
     `report_dir` = `<suite_dir>/report`; `markdown`, `html` the two reports; `figures` the PNGs
     under `report_dir/figures`; `status_counts` jobs per status; `summary` the report's opening
     answer as plain text lines (`summary_lines`); `notes` what the report says it skipped or could
-    not do; `timings` seconds per stage (load, aggregate, figures, render).
+    not do; `timings` seconds per stage (load, aggregate, figures, render); `figure_files` the
+    figures by kind (`convergence:<metric>`, `final:<metric>`, `convergence:unranked`, `coverage`,
+    `points`, `images`, `ranks`) with their captions and, for the rank heatmap, the objectives of
+    its rows in order (`FigureFile.rows`).
     """
 
     report_dir: Path
@@ -45,6 +48,7 @@ class ReportResult:
     summary: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+    figure_files: Mapping[str, figs.FigureFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,7 @@ def build_report(
         report_dir=report_dir, markdown=markdown_path, html=html_path,
         figures=tuple(f.path for f in figure_files.values()), num_jobs=len(results.jobs),
         status_counts={s: int(counts.get(s, 0)) for s in agg.STATUSES}, summary=tuple(summary),
-        notes=tuple(analysis.notes), timings=timings,
+        notes=tuple(analysis.notes), timings=timings, figure_files=dict(figure_files),
     )
 
 
@@ -197,21 +201,24 @@ def _draw_figures(results: SuiteResults, analysis: Analysis, figures_dir: Path) 
     if not analysis.objectives:
         return drawn
     palette = figs.objective_palette(analysis.objectives)
-    for metric in analysis.ranked[:MAX_CONVERGENCE_FIGURES]:
+    for metric in analysis.ranked:
         drawn[f"convergence:{metric}"] = figs.convergence_figure(
             analysis.bands, analysis.drops, metric, analysis.cells, analysis.objectives, palette,
             figures_dir / f"convergence_{_file_part(metric)}.png")
-    plotted = [*analysis.shown, *analysis.unranked][:MAX_UNRANKED_CURVES]
+    # a series a run logs once (the `diverged` marker) has no curve
+    evaluations = results.metrics.groupby(["metric", "job_id"]).size().groupby(level="metric").max()
+    plotted = [m for m in [*analysis.shown, *analysis.unranked] if m in evaluations.index and evaluations[m] > 1]
+    single = [m for m in [*analysis.shown, *analysis.unranked] if m not in plotted]
     if plotted:
         drawn["convergence:unranked"] = figs.unranked_curves_figure(
             analysis.bands, analysis.drops, plotted, analysis.cells, analysis.objectives, palette,
-            figures_dir / "training_curves.png")
-    for metric in analysis.ranked[:MAX_DISTRIBUTION_FIGURES]:
+            figures_dir / "training_curves.png", single=single)
+    for metric in analysis.ranked:
         drawn[f"final:{metric}"] = figs.distribution_figure(
             analysis.scores, metric, analysis.cells, analysis.objectives, palette,
             figures_dir / f"final_{_file_part(metric)}.png")
     if analysis.coverage_metric is not None:
-        drawn["coverage"] = figs.coverage_figure(analysis.summary, analysis.coverage_metric, analysis.cells,
+        drawn["coverage"] = figs.coverage_figure(analysis.scores, analysis.coverage_metric, analysis.cells,
                                                  analysis.objectives, palette, figures_dir / "mode_coverage.png")
     points, images = _sample_panels(results, analysis)
     if len(points):
@@ -224,8 +231,9 @@ def _draw_figures(results: SuiteResults, analysis: Analysis, figures_dir: Path) 
     if len(analysis.ranks):
         mean_ranks = analysis.ranks.groupby(["objective", "cell"], as_index=False)["rank"].mean()
         seeds = figs.seeds_text(analysis.summary["runs"])
-        drawn["ranks"] = figs.rank_heatmap_figure(mean_ranks, analysis.objectives, analysis.cells,
-                                                  figures_dir / "rank_heatmap.png", seeds)
+        order = list(_ranking_table(analysis).index)
+        drawn["ranks"] = figs.rank_heatmap_figure(mean_ranks, order, analysis.cells, figures_dir / "rank_heatmap.png",
+                                                  seeds)
     return drawn
 
 
@@ -379,6 +387,13 @@ def _metric_sections(analysis: Analysis, drawn: dict[str, figs.FigureFile], repo
         return [Section("Final and best metrics", blocks=[Paragraph("No ranked metric has been reported yet.")])]
     over = _over(analysis)
     _, coverage = median_ci_ranks(6)
+    runs = analysis.summary.loc[analysis.summary["metric"].isin(analysis.ranked), "runs"]
+    iqm_shown = bool((runs >= IQM_MIN_RUNS).any())
+    iqm_note = ""
+    if (runs < IQM_MIN_RUNS).any():
+        iqm_note = (f" IQM = mean below {IQM_MIN_RUNS} runs (a 25% cut from each end removes no run), so "
+                    + (f"the IQM column reads `n < {IQM_MIN_RUNS}` for those groups." if iqm_shown else
+                       "with no group of 4 runs or more the tables have no IQM column."))
     sections = [Section("Final and best metrics", blocks=[Paragraph(
         f"Over seeds, per group: survived = surviving runs / runs; final = a run's value at its last finite "
         f"evaluation. Median, its interval and IQM (interquartile mean) are over {over}"
@@ -387,22 +402,28 @@ def _metric_sections(analysis: Analysis, drawn: dict[str, figs.FigureFile], repo
         + "; the median's 95% interval is the distribution-free order-statistic interval, which needs at least 6 "
         f"runs (n/a below; with 6 runs it is their range, coverage {coverage:.1%}). Survivors' mean with its 95% "
         "Student-t interval is over survivors only. Best = a run's best value over its evaluations (the worst "
-        "outcome for a run that did not survive)."), Paragraph(
+        "outcome for a run that did not survive)." + iqm_note), Paragraph(
         "Under each metric, its convergence and stability over the survivors with a curve (n): AUC = the curve's "
         "mean level (trapezoidal area divided by the window's width, in the metric's units, better in the metric's "
         "direction) over a window every survivor of the cell covers, on three axes: generator steps, gradient "
         "evaluations (critic updates + generator updates = steps x (critic_steps + 1)) and wall time; last-k "
         f"spread = sample standard deviation of the last {agg.LAST_K} evaluations (all of them if fewer), lower is "
         "steadier; both with their mean and 95% Student-t interval, and the median step of the best value.")])]
-    columns = (*_group_columns(analysis), "survived", "final median", "median 95% CI", "final IQM", "survivors' mean",
-               "mean 95% CI (t)", "best median")
+    columns = (*_group_columns(analysis), "survived", "final median", "median 95% CI",
+               *(("final IQM",) if iqm_shown else ()), "survivors' mean", "mean 95% CI (t)", "best median")
+
+    def iqm_cells(record: dict) -> tuple[str, ...]:
+        if not iqm_shown:
+            return ()
+        return (score_text(record["final_iqm"]) if record["runs"] >= IQM_MIN_RUNS else f"n < {IQM_MIN_RUNS}",)
+
     for metric in analysis.ranked:
         direction = analysis.directions[metric]
         summary = _sorted_groups(analysis.summary.loc[analysis.summary["metric"] == metric], analysis)
         records = summary.to_dict("records")
         rows = tuple(
             (*cells, f"{r['survived']}/{r['runs']}", score_text(r["final_median"]),
-             _interval(r["final_median_lo"], r["final_median_hi"]), score_text(r["final_iqm"]), fmt(r["final_mean"]),
+             _interval(r["final_median_lo"], r["final_median_hi"]), *iqm_cells(r), fmt(r["final_mean"]),
              _interval(r["final_mean_lo"], r["final_mean_hi"]), score_text(r["best_median"]))
             for cells, r in zip(_group_cells(summary, analysis), records))
         curve_columns = (*_group_columns(analysis), "survived", "n", f"AUC over steps ({direction} is better)",
@@ -547,12 +568,18 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
     return [Section(title, blocks=blocks)]
 
 
+def _ranking_table(analysis: Analysis) -> pd.DataFrame:
+    """Mean rank per objective (index, best first: the order of the ranking table and the rank
+    heatmap's rows) and ranked metric (columns), averaged over cells, with `overall` over metrics too."""
+    per_metric = analysis.ranks.pivot_table(index="objective", columns="metric", values="rank", aggfunc="mean")
+    per_metric["overall"] = analysis.ranks.groupby("objective")["rank"].mean()
+    return per_metric.sort_values(["overall"], kind="stable")
+
+
 def _ranking_section(analysis: Analysis, drawn: dict[str, figs.FigureFile], report_dir: Path) -> Section:
     if analysis.ranks.empty:
         return Section("Ranking", blocks=[Paragraph("Nothing to rank yet.")])
-    per_metric = analysis.ranks.pivot_table(index="objective", columns="metric", values="rank", aggfunc="mean")
-    per_metric["overall"] = analysis.ranks.groupby("objective")["rank"].mean()
-    per_metric = per_metric.sort_values(["overall"], kind="stable")
+    per_metric = _ranking_table(analysis)
     survival = analysis.outcomes.groupby("objective")["survived"].agg(["sum", "size"])
     columns = ("rank", "objective", "survived", *(f"{m}" for m in analysis.ranked), "mean rank")
     rows = tuple(
@@ -601,4 +628,9 @@ def _method_section(analysis: Analysis) -> Section:
         "effect (the share of positive Walsh averages of the paired differences, or P(improvement) unpaired); "
         "it errs towards more seeds for large effects.",
         "Probability of improvement: P(X > Y) + 0.5 P(X = Y) over all pairs of runs (rliable).",
+        f"Figures: every ranked metric has a convergence and a final-value figure, each over at most "
+        f"{figs.MAX_FACETS} cells (the tables cover every cell). A metric's y axis is logarithmic when its plotted "
+        f"values are all positive and span more than a factor of {figs.LOG_SPAN:g}, and its final values (each "
+        "curve's last mean) have their median below the range's geometric middle, as an FID falling from 300 to 5 "
+        "does; the caption then says so.",
     ))])

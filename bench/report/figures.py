@@ -2,36 +2,65 @@
 
 Every function draws from tables computed in bench.report.aggregate (never from raw rows in a
 loop), writes one PNG and returns it as a `FigureFile` whose caption states the number of seeds.
-The number of figures is bounded: a few per metric, at most `MAX_FACETS` facets per figure.
+Panels are placed by matplotlib's constrained layout; bar plots and heatmaps are seaborn's. A
+figure shows at most `MAX_FACETS` cells (its caption says when there are more; the tables always
+cover every cell), and every metric it is given.
+
+Y axis rule (`y_scale`): a metric's axis is logarithmic when every value drawn is positive, the
+largest is more than `LOG_SPAN` times the smallest (over a decade), and the final values (the last
+evaluation of each curve; the values themselves in a figure of final values) have their median
+below the range's geometric middle: they crowd the bottom, where a linear axis squeezes them (an FID
+falling from 300 to 5). A metric rising over a decade to its final values keeps a linear axis, on
+which those are already spread. The caption says when an axis is logarithmic.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.report.stats import mean_ci  # noqa: E402
+
 DPI = 90
 MAX_FACETS = 6  # cells drawn per figure; the tables always cover every cell
 FACET_INCHES = 3.4
+FIGURE_INCHES = 13.0
+"""Width a figure of panels wraps at where it can: 1,170 px at DPI, inside the HTML report's 1,216 px column."""
+LOG_SPAN = 10.0
+"""A positive metric whose drawn values span more than this factor gets a logarithmic y axis."""
+SAMPLE_COLUMNS = 5
+"""Sample panels per row (one cell's objectives wrap onto further rows)."""
+POINTS_INCHES = 2.4
+"""Side of one panel of generated 2-D points (216 px at DPI; 5 to a row fit `FIGURE_INCHES`)."""
+IMAGE_INCHES = (2.5, 4.0)
+"""Smallest and largest side of one sample-grid panel; in between, the grid's own pixel size."""
+
+Palette = Mapping[str, tuple[float, float, float]]
 
 
 @dataclass(frozen=True)
 class FigureFile:
-    """A written figure: `path` (PNG), its `caption` (says n), and a short `title`."""
+    """A written figure: `path` (PNG), its `caption` (says n), a short `title`, and `rows`: the
+    labels of its rows top to bottom where its rows are objectives (the rank heatmap), else ()."""
 
     path: Path
     title: str
     caption: str
+    rows: tuple[str, ...] = ()
 
 
 def seeds_text(counts: pd.Series | np.ndarray | Sequence[int]) -> str:
@@ -43,15 +72,38 @@ def seeds_text(counts: pd.Series | np.ndarray | Sequence[int]) -> str:
     return f"n = {low} seed{'s' if high != 1 else ''}" if low == high else f"n = {low}-{high} seeds"
 
 
+Values = pd.Series | np.ndarray | Sequence[float]
+
+
+def y_scale(values: Values, finals: Values | None = None) -> Literal["linear", "log"]:
+    """The y scale of one metric's axis (see the module doc): `log` when every finite value of
+    `values` is positive, the largest is more than `LOG_SPAN` times the smallest, and the median of
+    the finite `finals` (default: `values`) is below sqrt(smallest x largest); else `linear` (also
+    with no finite value)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    finals = values if finals is None else np.asarray(finals, dtype=float)
+    finals = finals[np.isfinite(finals)]
+    if values.size == 0 or finals.size == 0 or values.min() <= 0 or values.max() <= LOG_SPAN * values.min():
+        return "linear"
+    return "log" if np.median(finals) < math.sqrt(values.min() * values.max()) else "linear"
+
+
+def _scale_text(scales: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """`; y axis logarithmic for fid (positive values from 5 to 300, the final ones low in that
+    range)` for the metrics (-> (values, finals)) drawn on a log axis, else ``."""
+    parts = []
+    for metric, (values, finals) in scales.items():
+        if y_scale(values, finals) == "log":
+            finite = values[np.isfinite(values)]
+            parts.append(f"{metric} (positive values from {finite.min():.3g} to {finite.max():.3g}, the final ones "
+                         "low in that range)")
+    return f"; y axis logarithmic for {', '.join(parts)}" if parts else ""
+
+
 def _wrap(cell: str) -> str:
     """A cell label for a figure: one line per grid axis."""
     return cell.replace(", ", "\n")
-
-
-def _label_size(cells: Sequence[str]) -> tuple[int, int]:
-    """(lines, longest line in characters) of the wrapped labels of `cells`."""
-    lines = [cell.split(", ") for cell in cells] or [[""]]
-    return max(len(parts) for parts in lines), max(len(part) for parts in lines for part in parts)
 
 
 def objective_palette(objectives: Sequence[str]) -> dict[str, tuple[float, float, float]]:
@@ -60,62 +112,48 @@ def objective_palette(objectives: Sequence[str]) -> dict[str, tuple[float, float
     return dict(zip(objectives, colours))
 
 
-def _style() -> tuple[object, object]:
-    return sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.0)
+def _styled() -> tuple[AbstractContextManager[object], AbstractContextManager[object]]:
+    """seaborn's whitegrid style and paper context, entered together by the figure functions."""
+    return sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1)
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float], sharey: bool = False) -> tuple[plt.Figure, np.ndarray]:
+    """A rows x cols grid in a `size`-inch figure laid out by matplotlib; axes shape (rows, cols)."""
+    return plt.subplots(rows, cols, figsize=size, squeeze=False, sharey=sharey, layout="constrained")
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
-    # the layout is fixed in inches by _grid: one draw per figure (tight layouts draw two or three times)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
 
 
-@dataclass(frozen=True)
-class _Margins:
-    """Figure margins and gaps between panels, in inches."""
-
-    left: float = 0.75
-    right: float = 0.2
-    top: float = 0.4
-    bottom: float = 0.55
-    wgap: float = 0.3
-    hgap: float = 0.75
-    legend: float = 0.0
+def _set_y_scale(ax: plt.Axes, scale: Literal["linear", "log"]) -> None:
+    """`scale` on ax's y axis; a log axis ticked at 1, 2 and 5 per decade in plain numbers (5, 10,
+    20, 50, ... rather than powers of ten)."""
+    ax.set_yscale(scale)
+    if scale == "log":
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _grid(rows: int, cols: int, panel: tuple[float, float], margins: _Margins = _Margins(),
-          sharey: bool = False) -> tuple[plt.Figure, np.ndarray]:
-    """A rows x cols grid of `panel`-sized axes (inches) with fixed margins; axes shape (rows, cols)."""
-    m = margins
-    width = m.left + cols * panel[0] + (cols - 1) * m.wgap + m.right + m.legend
-    height = m.top + rows * panel[1] + (rows - 1) * m.hgap + m.bottom
-    figure, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, sharey=sharey)
-    figure.subplots_adjust(left=m.left / width, right=(width - m.right - m.legend) / width,
-                           bottom=m.bottom / height, top=1 - m.top / height,
-                           wspace=m.wgap / panel[0], hspace=m.hgap / panel[1])
-    return figure, axes
-
-
-def _legend(figure: plt.Figure, margins: _Margins, objectives: Sequence[str],
-            palette: Mapping[str, tuple[float, float, float]], marker: bool = False) -> None:
-    width = figure.get_figwidth()
-    handles = [plt.Line2D([], [], color=palette[o], lw=0 if marker else 2, marker="s" if marker else None)
-               for o in objectives]
-    figure.legend(handles, objectives, loc="center left", frameon=False,
-                  bbox_to_anchor=((width - margins.legend + 0.05) / width, 0.5))
-
-
-def _legend_width(objectives: Sequence[str]) -> float:
-    return 0.6 + 0.075 * max((len(o) for o in objectives), default=4)
+def _legend(figure: plt.Figure, objectives: Sequence[str], palette: Palette) -> None:
+    handles = [plt.Line2D([], [], color=palette[o], lw=2) for o in objectives]
+    figure.legend(handles, objectives, loc="outside right center", frameon=False)
 
 
 def _draw_bands(axes: np.ndarray, data: pd.DataFrame, drops: pd.DataFrame, rows: Sequence[tuple[str, str]],
-                cells: Sequence[str], palette: Mapping[str, tuple[float, float, float]]) -> None:
+                cells: Sequence[str], palette: Palette) -> None:
     """Draw mean lines and 95% bands: axes[row, column] shows metric rows[row][0] against the x
     column rows[row][1] ("step", "grad_evals" or "wall_s") for cell cells[column]. Where the number
     of runs behind a curve changes (`drops`, bench.report.aggregate.band_drops), the curve gets a
-    hollow marker and its `n/runs` from that step on."""
+    hollow marker and its `n/runs` from that step on. A row's y axis follows `y_scale` of its
+    means, each curve's last mean being its final value.
+
+    The bands are precomputed (bench.report.aggregate.curve_bands), which seaborn's lineplot cannot
+    draw; and for the lines alone seaborn.relplot took 4.7 s of CPU against 1.6 s for this on the
+    1,000-job benchmark's 12 panels (benchmarks/report_speed.py)."""
     polygons: dict[tuple[int, int], list[np.ndarray]] = {}
     colours: dict[tuple[int, int], list[tuple[float, ...]]] = {}
     marks = drops.set_index(["metric", "cell", "objective", "step"])[["n", "runs"]] if len(drops) else None
@@ -139,13 +177,24 @@ def _draw_bands(axes: np.ndarray, data: pd.DataFrame, drops: pd.DataFrame, rows:
                     n, runs = marks.loc[(metric, cell, objective, step)]
                     axes[where].plot([x_value], [y_value], marker="o", mfc="white", mec=colour, ms=5, zorder=4)
                     axes[where].annotate(f"n={int(n)}/{int(runs)}", (x_value, y_value), textcoords="offset points",
-                                         xytext=(3, 4), fontsize=6.5, color=colour)
+                                         xytext=(3, 4), fontsize=7, color=colour)
     # one collection per panel: hundreds of separate fill_between calls cost seconds
     for where, panel_polygons in polygons.items():
         axes[where].add_collection(PolyCollection(panel_polygons, facecolors=colours[where], linewidths=0))
         axes[where].autoscale_view()
+    for row, (metric, _) in enumerate(rows):
+        means, finals = _curve_values(data, metric)
+        if y_scale(means, finals) == "log":
+            finite = means[np.isfinite(means)]
+            for ax in axes[row]:
+                _set_y_scale(ax, "log")
+                # bands of a few runs can reach far below the means: the means set the view
+                ax.set_ylim(finite.min() / 1.5, finite.max() * 1.5)
+        else:
+            for ax in axes[row]:
+                ax.locator_params(axis="y", nbins=5)
     for ax in axes.flat:
-        ax.locator_params(nbins=5)
+        ax.locator_params(axis="x", nbins=5)
 
 
 def _falls_text(drops: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str]) -> str:
@@ -157,18 +206,31 @@ def _falls_text(drops: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str
     return f"; n falls on {curves} curve{'s' if curves != 1 else ''}, marked with n/runs where it does"
 
 
+def _more_cells(shown: Sequence[str], cells: Sequence[str]) -> str:
+    return f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
+
+
+def _curve_values(bands: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(every mean drawn, each curve's last mean) of `metric` in `curve_bands` rows with `cell`."""
+    rows = bands.loc[bands["metric"] == metric]
+    last = rows.sort_values("step").groupby(["cell", "objective"], sort=False)["mean"].last()
+    return rows["mean"].to_numpy(dtype=float), last.to_numpy(dtype=float)
+
+
+def _scales(data: pd.DataFrame, metrics: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {m: _curve_values(data, m) for m in metrics}
+
+
 def convergence_figure(bands: pd.DataFrame, drops: pd.DataFrame, metric: str, cells: Sequence[str],
-                       objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
-                       path: Path) -> FigureFile:
+                       objectives: Sequence[str], palette: Palette, path: Path) -> FigureFile:
     """`metric` against generator step (top row), gradient evaluations (middle) and wall time (bottom
     row), one column per cell, one line per objective with its 95% Student-t band (columns of
     `curve_bands` plus `cell`), and the steps where the runs behind a line change marked."""
     shown = list(cells)[:MAX_FACETS]
     data = bands.loc[(bands["metric"] == metric) & bands["cell"].isin(shown)]
-    axes_style, context = _style()
+    axes_style, context = _styled()
     with axes_style, context:
-        margins = _Margins(legend=_legend_width(objectives))
-        figure, axes = _grid(3, len(shown), (FACET_INCHES, 2.3), margins, sharey=True)
+        figure, axes = _figure(3, len(shown), (FACET_INCHES * len(shown) + 1.6, 7.6), sharey=True)
         _draw_bands(axes, data, drops, [(metric, "step"), (metric, "grad_evals"), (metric, "wall_s")], shown, palette)
         for column, cell in enumerate(shown):
             axes[0, column].set_title(_wrap(cell))
@@ -177,191 +239,220 @@ def convergence_figure(bands: pd.DataFrame, drops: pd.DataFrame, metric: str, ce
             axes[2, column].set_xlabel("wall time (s)")
         for row in range(3):
             axes[row, 0].set_ylabel(metric)
-        _legend(figure, margins, objectives, palette)
+        _legend(figure, objectives, palette)
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"])["runs"].max())
-    more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
     return FigureFile(path, f"Convergence of {metric}",
                       f"{metric}: mean over the runs evaluated at each step with 95% t band, against generator step, "
                       f"gradient evaluations and wall time ({n} per objective{_falls_text(drops, [metric], shown)}"
-                      f"{more}).")
+                      f"{_scale_text(_scales(data, [metric]))}{_more_cells(shown, cells)}).")
 
 
 def unranked_curves_figure(bands: pd.DataFrame, drops: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str],
-                           objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
-                           path: Path) -> FigureFile:
+                           objectives: Sequence[str], palette: Palette, path: Path,
+                           single: Sequence[str] = ()) -> FigureFile:
     """Metrics that are plotted but never ranked (training losses, metrics shown as published): one
     row per metric against generator step, one column per cell, mean over the runs evaluated at
-    each step with its 95% Student-t band, and the steps where the runs behind a line change marked."""
+    each step with its 95% Student-t band, and the steps where the runs behind a line change marked.
+    `single`: series logged once per run (no curve), named in the caption as not drawn."""
     shown = list(cells)[:MAX_FACETS]
     data = bands.loc[bands["metric"].isin(list(metrics)) & bands["cell"].isin(shown)]
-    axes_style, context = _style()
+    axes_style, context = _styled()
     with axes_style, context:
-        margins = _Margins(legend=_legend_width(objectives))
-        figure, axes = _grid(len(metrics), len(shown), (FACET_INCHES, 2.1), margins)
+        figure, axes = _figure(len(metrics), len(shown), (FACET_INCHES * len(shown) + 1.6, 2.4 * len(metrics) + 0.4))
         _draw_bands(axes, data, drops, [(m, "step") for m in metrics], shown, palette)
         for column, cell in enumerate(shown):
             axes[0, column].set_title(_wrap(cell))
             axes[-1, column].set_xlabel("generator step")
         for row, metric in enumerate(metrics):
             axes[row, 0].set_ylabel(metric)
-        _legend(figure, margins, objectives, palette)
+        _legend(figure, objectives, palette)
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"])["runs"].max())
-    more = f"; first {len(shown)} of {len(cells)} cells" if len(cells) > len(shown) else ""
-    names = ", ".join(metrics)
     return FigureFile(path, "Training curves",
-                      f"{names} (plotted, never ranked): mean over the runs evaluated at each step with 95% t band "
-                      f"({n} per objective{_falls_text(drops, metrics, shown)}{more}).")
+                      f"{', '.join(metrics)} (plotted, never ranked): mean over the runs evaluated at each step with "
+                      f"95% t band ({n} per objective{_falls_text(drops, metrics, shown)}"
+                      f"{_scale_text(_scales(data, metrics))}{_more_cells(shown, cells)})"
+                      + (f"; not drawn, one evaluation per run: {', '.join(single)}." if single else "."))
 
 
 def distribution_figure(scores: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
-                        palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
+                        palette: Palette, path: Path) -> FigureFile:
     """Final `metric` of every surviving run: a box per objective with every seed as a point, one
     panel per cell; each objective's label says how many of its runs survived (`run_scores` rows)."""
     shown = list(cells)[:MAX_FACETS]
     data = scores.loc[(scores["metric"] == metric) & scores["cell"].isin(shown)]
     present = [o for o in objectives if o in set(data["objective"])]
+    survivors = data.loc[data["survived"]]
+    finals = survivors["final"].to_numpy(dtype=float)
+    scale = y_scale(finals)
     jitter = np.random.default_rng(0)
-    axes_style, context = _style()
+    axes_style, context = _styled()
     with axes_style, context:
-        margins = _Margins(bottom=0.35 + 0.07 * (max(len(o) for o in present) + 6) if present else 0.55)
-        figure, axes = _grid(1, len(shown), (max(FACET_INCHES, 0.42 * len(present) + 0.4), 2.8), margins,
-                             sharey=True)
-        for column, cell in enumerate(shown):
-            ax = axes[0, column]
-            in_cell = data.loc[data["cell"] == cell]
-            survivors = dict(tuple(in_cell.loc[in_cell["survived"]].groupby("objective")["final"]))
-            runs = in_cell.groupby("objective")["survived"].agg(["sum", "size"])
-            values = [survivors[o].to_numpy() if o in survivors else np.zeros(0) for o in present]
+        panel = max(FACET_INCHES, 0.45 * len(present) + 0.6)
+        columns = max(1, min(len(shown), int(FIGURE_INCHES // panel)))
+        rows = math.ceil(len(shown) / columns)
+        longest = max((len(o) for o in present), default=4) + 8
+        figure, axes = _figure(rows, columns, (panel * columns + 0.4, rows * (2.6 + 0.075 * longest)), sharey=True)
+        for ax in axes.flat[len(shown):]:
+            ax.set_axis_off()
+        for ax, cell in zip(axes.flat, shown):
+            _set_y_scale(ax, scale)
+            in_cell = survivors.loc[survivors["cell"] == cell]
+            finals_by = dict(tuple(in_cell.groupby("objective")["final"]))
+            values = [finals_by[o].to_numpy() if o in finals_by else np.zeros(0) for o in present]
+            # matplotlib's boxplot and one scatter per panel: on the 1,000-job benchmark (benchmarks/report_speed.py,
+            # 4 panels of 10 boxes) this figure took 0.69 s of CPU, with seaborn's boxplot and stripplot 1.45 s,
+            # with matplotlib's boxplot and seaborn's stripplot 0.98 s
             boxes = ax.boxplot(values, positions=np.arange(len(present)), widths=0.6, patch_artist=True,
                                showfliers=False, medianprops={"color": "black", "lw": 1.0})
             for patch, objective in zip(boxes["boxes"], present):
                 patch.set(facecolor=(*palette[objective], 0.35), edgecolor="0.3", lw=0.8)
-            counts = [scores_.size for scores_ in values]
+            counts = [len(v) for v in values]
             xs = np.repeat(np.arange(len(present)), counts) + jitter.uniform(-0.18, 0.18, sum(counts))
             colours = np.repeat(np.array([palette[o] for o in present]).reshape(-1, 3), counts, axis=0)
-            ax.scatter(xs, np.concatenate(values), s=11, c=colours, edgecolor="black", lw=0.4, zorder=3)
+            ax.scatter(xs, np.concatenate(values), s=12, c=colours, edgecolor="black", lw=0.4, zorder=3)
+            runs = data.loc[data["cell"] == cell].groupby("objective")["survived"].agg(["sum", "size"])
             labels = [f"{o} ({int(runs.loc[o, 'sum'])}/{int(runs.loc[o, 'size'])})" if o in runs.index else o
                       for o in present]
             ax.set_xticks(np.arange(len(present)), labels, rotation=45, ha="right", rotation_mode="anchor")
-            ax.set_xlim(-0.6, len(present) - 0.4)
+            ax.set_xlabel("")
             ax.set_title(_wrap(cell))
-            ax.set_ylabel(f"final {metric}" if column == 0 else "")
+            ax.set_ylabel(f"final {metric}" if ax in axes[:, 0] else "")
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"]).size())
     return FigureFile(path, f"Final {metric}",
                       f"Final {metric} of every surviving run (one point per seed; {n} per objective, of which the "
-                      f"survivors are counted beside each name).")
+                      f"survivors are counted beside each name{_scale_text({metric: (finals, finals)})}"
+                      f"{_more_cells(shown, cells)}).")
 
 
-def coverage_figure(summary: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
-                    palette: Mapping[str, tuple[float, float, float]], path: Path) -> FigureFile:
-    """Survivors' mean final mode coverage per objective and cell, with 95% Student-t intervals."""
+def _t_interval(values: pd.Series) -> tuple[float, float]:
+    low, high = mean_ci(values.to_numpy(dtype=float))
+    return float(low), float(high)
+
+
+def coverage_figure(scores: pd.DataFrame, metric: str, cells: Sequence[str], objectives: Sequence[str],
+                    palette: Palette, path: Path) -> FigureFile:
+    """Survivors' mean final mode coverage per objective and cell with its 95% Student-t interval
+    (bench.report.stats.mean_ci over the surviving `run_scores` rows, as in the tables)."""
     shown = list(cells)[:MAX_FACETS]
-    data = summary.loc[(summary["metric"] == metric) & summary["cell"].isin(shown)]
-    axes_style, context = _style()
+    data = scores.loc[(scores["metric"] == metric) & scores["cell"].isin(shown) & scores["survived"]]
+    present = [o for o in objectives if o in set(data["objective"])]
+    axes_style, context = _styled()
     with axes_style, context:
-        lines, longest = _label_size(shown)
-        group_width = max(0.32 * len(objectives), 0.075 * longest + 0.2)
-        margins = _Margins(legend=_legend_width(objectives), bottom=0.25 + 0.17 * lines)
-        figure, axes = _grid(1, 1, (max(3.0, group_width * len(shown) + 0.6), 2.6), margins)
+        width = max(4.0, 0.3 * len(present) * len(shown) + 2.4)
+        figure, axes = _figure(1, 1, (width, 3.4))
         ax = axes[0, 0]
-        width = 0.8 / max(1, len(objectives))
-        positions = np.arange(len(shown))
-        for k, objective in enumerate(objectives):
-            rows = data.loc[data["objective"] == objective].set_index("cell").reindex(shown)
-            mean = rows["final_mean"].to_numpy(dtype=float)
-            error = np.stack([mean - rows["final_mean_lo"].to_numpy(dtype=float),
-                              rows["final_mean_hi"].to_numpy(dtype=float) - mean])
-            ax.bar(positions + (k - (len(objectives) - 1) / 2) * width, mean, width, color=palette[objective],
-                   label=objective, yerr=np.nan_to_num(error), capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(positions, [_wrap(cell) for cell in shown])
+        sns.barplot(data, x="cell", y="final", hue="objective", order=shown, hue_order=present, palette=palette,
+                    estimator="mean", errorbar=_t_interval, capsize=0.15, err_kws={"linewidth": 0.9}, ax=ax)
+        ax.set_xticks(np.arange(len(shown)), [_wrap(cell) for cell in shown])
+        ax.set_xlabel("")
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(f"final {metric} (survivors' mean)")
-        _legend(figure, margins, objectives, palette, marker=True)
+        sns.move_legend(ax, "center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title=None)
         _save(figure, path)
-    n = seeds_text(data["runs"])
-    return FigureFile(path, "Mode coverage", f"Survivors' mean final {metric} with 95% t intervals ({n} per bar; "
-                                             "the runs that did not survive are counted in the tables).")
+    n = seeds_text(data.groupby(["cell", "objective"]).size())
+    return FigureFile(path, "Mode coverage", f"Survivors' mean final {metric} with 95% t intervals ({n} per bar, the "
+                                             "survivors; the runs that did not survive are counted in the tables"
+                                             f"{_more_cells(shown, cells)}).")
+
+
+def _sample_grid(cells: Sequence[str], objectives: Sequence[str],
+                 panel: float) -> tuple[plt.Figure, dict[tuple[str, str], plt.Axes]]:
+    """One block per cell, titled with it, holding one `panel`-inch square per objective in rows of
+    at most `SAMPLE_COLUMNS` that fit `FIGURE_INCHES`; returns the figure and the axes by (cell,
+    objective)."""
+    columns = max(1, min(SAMPLE_COLUMNS, len(objectives), math.floor(FIGURE_INCHES / (panel + 0.1))))
+    rows = math.ceil(len(objectives) / columns)
+    figure = plt.figure(figsize=(columns * (panel + 0.1) + 0.2, len(cells) * (rows * (panel + 0.35) + 0.35)),
+                        layout="constrained")
+    blocks = figure.subfigures(len(cells), 1, squeeze=False)[:, 0]
+    axes: dict[tuple[str, str], plt.Axes] = {}
+    for block, cell in zip(blocks, cells):
+        block.suptitle(cell, fontweight="bold")
+        grid = block.subplots(rows, columns, squeeze=False)
+        for ax in grid.flat[len(objectives):]:
+            ax.set_axis_off()
+        for ax, objective in zip(grid.flat, objectives):
+            axes[cell, objective] = ax
+    return figure, axes
 
 
 def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None], cells: Sequence[str],
-                  objectives: Sequence[str], palette: Mapping[str, tuple[float, float, float]],
-                  path: Path) -> FigureFile:
-    """Generated 2-D points over the true modes: one row per cell, one panel per objective.
+                  objectives: Sequence[str], palette: Palette, path: Path) -> FigureFile:
+    """Generated 2-D points over the true modes: one block per cell, one `POINTS_INCHES` panel per
+    objective, at most `SAMPLE_COLUMNS` to a row.
 
     `panels` has columns cell, objective, seed, dataset, path (a final.npy holding an (N, 2)
     array); `centres[dataset]` is a (K, 2) array or None.
     """
     shown = list(cells)[:MAX_FACETS]
     panels = panels.loc[panels["cell"].isin(shown)]
-    axes_style, context = _style()
+    axes_style, context = _styled()
     with axes_style, context:
-        margins = _Margins(left=0.35, right=0.1, top=0.3, bottom=0.1, wgap=0.1, hgap=0.3)
-        figure, axes = _grid(len(shown), len(objectives), (1.9, 1.9), margins)
-        for ax in axes.flat:
+        figure, axes = _sample_grid(shown, objectives, POINTS_INCHES)
+        for (cell, objective), ax in axes.items():
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_aspect("equal")
+            ax.set_title(objective)
             ax.text(0.5, 0.5, "no samples", transform=ax.transAxes, ha="center", va="center", color="0.6",
-                    fontsize=8, gid="placeholder")
+                    gid="placeholder")
         for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
-            ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
+            ax = axes[panel.cell, panel.objective]
             for text in ax.texts:
                 text.remove()
             points = np.load(panel.path)[:1500]
-            ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.35, color=palette[panel.objective],
-                       rasterized=True)
+            ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, color=palette[panel.objective], linewidths=0)
             modes = centres.get(panel.dataset)
             if modes is not None:
-                ax.scatter(modes[:, 0], modes[:, 1], s=22, marker="x", color="black", lw=1.0)
+                ax.scatter(modes[:, 0], modes[:, 1], s=30, marker="x", color="black", lw=1.2)
                 span = np.abs(modes).max() * 1.5
                 ax.set_xlim(-span, span)
                 ax.set_ylim(-span, span)
-            ax.set_title(f"{panel.objective} (seed {panel.seed})", fontsize=8)
-        for row, cell in enumerate(shown):
-            axes[row, 0].set_ylabel(_wrap(cell))
+            ax.set_title(f"{panel.objective} (seed {panel.seed})")
         _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
-                      "n = 1 seed per panel, the lowest surviving seed.")
+                      f"n = 1 seed per panel, the lowest surviving seed{_more_cells(shown, cells)}.")
 
 
 def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Sequence[str],
                       path: Path) -> FigureFile:
-    """Each objective's final sample grid (final.png): one row per cell, one panel per objective."""
+    """Each objective's final sample grid (final.png): one block per cell, one panel per objective,
+    at most `SAMPLE_COLUMNS` to a row and no wider than `FIGURE_INCHES` in all, each panel as large
+    as the grid's own pixels at `DPI` (within `IMAGE_INCHES`)."""
     shown = list(cells)[:MAX_FACETS]
     panels = panels.loc[panels["cell"].isin(shown)]
-    margins = _Margins(left=0.1, right=0.1, top=0.45, bottom=0.1, wgap=0.1, hgap=0.45)
-    figure, axes = _grid(len(shown), len(objectives), (2.4, 2.4), margins)
-    for ax in axes.flat:
-        ax.axis("off")
+    images = {(p.cell, p.objective): plt.imread(p.path) for p in panels.itertuples(index=False)}
+    pixels = max((max(image.shape[:2]) for image in images.values()), default=0)
+    side = min(max(pixels / DPI, IMAGE_INCHES[0]), IMAGE_INCHES[1])
+    figure, axes = _sample_grid(shown, objectives, side)
+    for ax in axes.values():
+        ax.set_axis_off()
     for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
-        ax = axes[shown.index(panel.cell), list(objectives).index(panel.objective)]
-        ax.imshow(plt.imread(panel.path), interpolation="nearest")
-        ax.set_title(f"{_wrap(panel.cell)}\n{panel.objective} (seed {panel.seed})", fontsize=8)
+        ax = axes[panel.cell, panel.objective]
+        ax.imshow(images[panel.cell, panel.objective], interpolation="nearest")
+        ax.set_title(f"{panel.objective} (seed {panel.seed})", fontsize=10)
     _save(figure, path)
-    return FigureFile(path, "Generated samples",
-                      "Final sample grid per objective; n = 1 seed per panel, the lowest surviving seed.")
+    return FigureFile(path, "Generated samples", "Final sample grid per objective; n = 1 seed per panel, the lowest "
+                                                 f"surviving seed{_more_cells(shown, cells)}.")
 
 
 def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: Sequence[str],
                         path: Path, seeds: str) -> FigureFile:
-    """Mean rank (over ranked metrics) of each objective in each cell; 1 = best.
+    """Mean rank (over ranked metrics) of each objective in each cell; 1 = best. Rows are
+    `objectives` in the order given (the ranking table's), returned as `FigureFile.rows`.
 
     `ranks` has columns objective, cell, rank (already averaged over metrics).
     """
     table = ranks.pivot(index="objective", columns="cell", values="rank").reindex(index=objectives, columns=cells)
-    axes_style, context = _style()
+    axes_style, context = _styled()
     with axes_style, context:
-        label_width = 0.2 + 0.075 * max((len(o) for o in objectives), default=4)
-        lines, longest = _label_size(cells)
-        margins = _Margins(left=label_width, right=0.3, top=0.25, bottom=0.25 + 0.17 * lines)
-        column_width = max(0.9, 0.075 * longest + 0.15)
-        # the colour bar takes its room from the panel: add it to the width
-        figure, axes = _grid(1, 1, (column_width * len(cells) + 1.2, max(1.8, 0.4 * len(objectives) + 0.2)),
-                             margins)
+        longest = max((len(part) for cell in cells for part in cell.split(", ")), default=4)
+        width = 1.0 + 0.075 * max((len(o) for o in objectives), default=4) + len(cells) * max(1.0, 0.08 * longest) + 1.2
+        figure, axes = _figure(1, 1, (width, 0.42 * len(objectives) + 1.3))
         ax = axes[0, 0]
         sns.heatmap(table, annot=True, fmt=".3g", cmap="viridis_r", cbar_kws={"label": "mean rank (1 = best)"},
                     linewidths=0.5, ax=ax)
@@ -369,7 +460,9 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
         ax.set_xticks(ax.get_xticks(), [_wrap(cell) for cell in table.columns], rotation=0)
         ax.set_xlabel("")
         ax.set_ylabel("")
+        rows = tuple(label.get_text() for label in ax.get_yticklabels())
         _save(figure, path)
     return FigureFile(path, "Rank heatmap",
                       f"Rank of each objective within each cell by IQM of the final value, averaged over the "
-                      f"ranked metrics; 1 = best ({seeds} per objective).")
+                      f"ranked metrics; 1 = best; rows in the ranking table's order ({seeds} per objective).",
+                      rows=rows)

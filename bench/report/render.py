@@ -125,7 +125,7 @@ def to_markdown(document: Document) -> str:
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1f2328;background:#fff;
 line-height:1.45;font-size:15px}
-main{max-width:1180px;margin:0 auto;padding:24px 32px 64px}
+main{max-width:1280px;margin:0 auto;padding:24px 32px 64px}
 h1{font-size:1.9em;border-bottom:1px solid #d0d7de;padding-bottom:.3em}
 h2{font-size:1.45em;border-bottom:1px solid #d0d7de;padding-bottom:.25em;margin-top:1.8em}
 h3{font-size:1.15em;margin-top:1.4em}
