@@ -2,8 +2,10 @@
 
 Per generator step: `critic_steps` critic updates (objective's L_D plus every trick's critic term,
 then each trick's after-step constraint), then one generator update (L_G plus trick generator
-terms). Evaluation every `eval_every` steps, atomic checkpoints every `checkpoint_every` steps
-(networks, optimisers, every RNG state, step, clocks), divergence recorded instead of raised.
+terms); with `reuse_fakes` (one critic step only) the generator update is taken on the critic step's
+fakes, judged again by the updated critic, instead of on a new draw. Evaluation every `eval_every`
+steps, atomic checkpoints every `checkpoint_every` steps (networks, optimisers, every RNG state,
+step, clocks), divergence recorded instead of raised.
 
 Determinism: the seed fixes network init (global RNG), the real-data stream and the noise stream
 (each its own torch.Generator), and evaluation noise (fixed z); every RNG state is checkpointed, so
