@@ -20,12 +20,13 @@ EXTRA_METRICS = {"sample": (), "pair": ("reconstruction",)}
 def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
     built = entry()
     defaults = built.defaults
+    beta1, beta2 = defaults.betas
     return ObjectiveInfo(
         options=entry.options,
         optimizer=defaults.optimizer,
         lr_g=defaults.lr_g,
         lr_d=defaults.lr_d,
-        betas=tuple(defaults.betas),
+        betas=(beta1, beta2),
         critic_steps=defaults.critic_steps,
         tricks=tuple((name, dict(options)) for name, options in defaults.tricks),
         extra_metrics=EXTRA_METRICS[built.critic_input],
@@ -35,9 +36,9 @@ def _objective_info(entry: objectives.ObjectiveEntry) -> ObjectiveInfo:
 def _arch_info(name: str) -> ArchInfo:
     return ArchInfo(
         options=nets.ARCHS.get(name).options,
-        supports=lambda shape, name=name: nets.arch_supports(name, shape),
-        default_latent_dim=lambda shape, name=name: nets.default_latent_dim(name, shape),
-        critic_coupling=lambda options, name=name: nets.critic_sample_coupling(name, options),
+        supports=lambda shape: nets.arch_supports(name, shape),
+        default_latent_dim=lambda shape: nets.default_latent_dim(name, shape),
+        critic_coupling=lambda options: nets.critic_sample_coupling(name, options),
     )
 
 
@@ -53,13 +54,14 @@ def _trick_info(entry: penalties.TrickEntry) -> TrickInfo:
 def _dataset_info(name: str) -> DatasetInfo:
     return DatasetInfo(
         options=data.DATASETS.get(name).options,
-        shape=lambda options, name=name: tuple(data.dataset_shape(name, options)),
-        offers=lambda options, name=name: data.dataset_offers(name, options),
+        shape=lambda options: tuple(data.dataset_shape(name, options)),
+        offers=lambda options: data.dataset_offers(name, options),
     )
 
 
 def _metric_info(evaluator: metrics.Evaluator) -> MetricInfo:
-    return MetricInfo(applies=evaluator.applies_to, options=evaluator.options)
+    return MetricInfo(applies=evaluator.applies_to, options=evaluator.options,
+                      produces=tuple(info.name for info in evaluator.metrics))
 
 
 def build_catalogue() -> Catalogue:

@@ -57,6 +57,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, 1..65535."""
     try:
@@ -87,6 +98,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return _fail("\n" + INTERRUPTED, EXIT_INTERRUPTED)
     return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bench.catalogue import build_catalogue
+    from bench.plan import plan_lines
+    from bench.suite import load_suite
+
+    suite = load_suite(Path(args.suite), build_catalogue())
+    print("\n".join(plan_lines(suite, effect=args.effect, results_root=Path(args.results))))
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------------ list
@@ -423,6 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    plan = commands.add_parser("plan", help="a suite's cost and whether its seeds can decide its comparisons",
+                               description="Print SUITE's jobs, generator steps and training time per "
+                                           "architecture (rough CPU/GPU rates, or the rate measured on the suite's "
+                                           "results when they exist), and the seeds each comparison with the "
+                                           "baseline needs: enough for the smallest attainable p to pass Holm's "
+                                           "alpha/m, and for 80% power at effect d; trains and writes nothing.",
+                               epilog=EXIT_CODES)
+    plan.add_argument("suite", help="the suite YAML file (see suites/)")
+    plan.add_argument("--effect", type=positive_float, default=0.8, metavar="D",
+                      help="standardized effect size d to size the seeds for (default: 0.8)")
+    plan.add_argument("--results", default="results", help="results root to read measured rates from "
+                                                           "(default: ./results)")
+    plan.set_defaults(func=cmd_plan)
 
     listing = commands.add_parser("list", help="list objectives, archs, datasets, tricks, metrics or executors",
                                   description="List the registered parts a suite may name, one line each, fitted "

@@ -27,9 +27,14 @@ from bench.suite import Problem, Suite, SuiteError, _line_index, dataset_configs
 # Rough CPU training speed per architecture family: generator steps per second with one critic
 # step at batch 64, one torch thread, each architecture at its default options on 32 px images (mlp:
 # 2-D points), measured with bench.train.steps_per_second on one core of a small cloud VM. They size a
-# warning, nothing more: evaluations are not counted, and a machine may be several times faster.
+# warning and `bench plan`'s estimate, nothing more: evaluations are not counted, and a machine may be
+# several times faster.
 ROUGH_CPU_STEPS_PER_S: Mapping[str, float] = {"mlp": 100.0, "dcgan": 1.0, "resnet": 0.05, "standard-cnn": 0.3}
 ROUGH_CPU_STEPS_PER_S_OTHER = 0.3  # an architecture not listed above
+# The same on a GPU: none measured yet, so GPU time is estimated only from a suite's own results
+# (`bench plan` reads their train_s); add an architecture here once measured, saying where.
+ROUGH_GPU_STEPS_PER_S: Mapping[str, float] = {}
+ROUGH_STEPS_PER_S: Mapping[str, Mapping[str, float]] = {"cpu": ROUGH_CPU_STEPS_PER_S, "gpu": ROUGH_GPU_STEPS_PER_S}
 ROUGH_BATCH = 64
 # a suite estimated to need more CPU time than this gets the warning
 LARGE_CPU_SUITE_S = 3600.0
@@ -382,11 +387,16 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def rough_work(job: JobSpec) -> float:
+    """The cost of one generator step of `job` in steps of the rate tables (one critic step at batch
+    ROUGH_BATCH): (critic_steps + 1) / 2 network updates per step, scaled linearly with the batch."""
+    return (job.critic_steps + 1) / 2 * job.batch_size / ROUGH_BATCH
+
+
 def rough_cpu_seconds(job: JobSpec) -> float:
     """A rough CPU training time for `job`, seconds (ROUGH_CPU_STEPS_PER_S; evaluations not counted)."""
     rate = ROUGH_CPU_STEPS_PER_S.get(job.arch, ROUGH_CPU_STEPS_PER_S_OTHER)
-    work = (job.critic_steps + 1) / 2 * job.batch_size / ROUGH_BATCH
-    return job.steps * work / rate
+    return job.steps * rough_work(job) / rate
 
 
 def _hours(seconds: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 Options = tuple[tuple[str, Any], ...]
@@ -31,6 +31,9 @@ class JobSpec:
     ones included (spectral norm is the trick `spectral-norm`). `deterministic` asks for
     deterministic kernels (and turns cudnn's benchmark autotuning off); `eval_precision` "bf16"
     samples the generator under bfloat16 autocast at evaluation (faster on recent GPUs).
+    `reuse_fakes` makes the generator step reuse the critic step's fakes, as the PyTorch DCGAN
+    tutorial's loop does (one critic step only; the generator's noise stream then advances once
+    per step instead of twice).
     """
 
     suite: str
@@ -58,6 +61,7 @@ class JobSpec:
     device: str
     deterministic: bool
     eval_precision: str
+    reuse_fakes: bool = False
 
     # fields that say where/how a job runs, not what it computes: left out of the id
     _NOT_IDENTITY = ("suite", "device")
@@ -76,8 +80,10 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         known = {f.name for f in fields(cls)}
+        # a field added later with a default may be absent from an older spec.json
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
         unknown = sorted(set(data) - known)
-        missing = sorted(known - set(data))
+        missing = sorted(known - set(data) - optional)
         if unknown or missing:
             raise ValueError(f"job spec: unknown fields {unknown}, missing fields {missing}")
         values = dict(data)
@@ -93,6 +99,8 @@ class JobSpec:
     def job_id(self) -> str:
         """12 hex digits of the SHA-256 of the canonical JSON of the identity fields."""
         identity = {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+        if not identity["reuse_fakes"]:
+            del identity["reuse_fakes"]  # the default: ids of specs from before the field are unchanged
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -85,6 +85,7 @@ class DatasetInfo(_Declared):
 class MetricInfo(_Declared):
     applies: Callable[[Any], bool]  # a dataset's offers -> whether the metric can score it
     options: Mapping[str, Option] = field(default_factory=dict)
+    produces: tuple[str, ...] = ()  # the metrics it reports (fid_inception, ...): what a reference may name
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class _Recipe(_Strict):
     lr_g: float | None = Field(None, gt=0)
     lr_d: float | None = Field(None, gt=0)
     betas: tuple[float, float] | None = None
+    reuse_fakes: bool | None = None  # the generator step reuses the critic step's fakes (one critic step only)
 
 
 class TrainSettings(_Recipe):
@@ -194,9 +196,54 @@ class TrackingConfig(_Strict):
     experiment: str = "bench"
 
 
+# a published value is a reference only with one of these confidence labels (see the protocols
+# notes): read in the authors' code, off their committed table image, on their project or abstract
+# page, or in a secondary source quoting the paper; a recollection is not one
+REFERENCE_LABELS = ("[code]", "[table-img]", "[page]", "[2nd]")
+
+
+class Reference(_Strict):
+    """A published value set beside bench's estimate for the jobs that `where` selects.
+
+    `metric` is a metric the jobs compute (fid_inception, ...); `where` maps grid axes or spec fields
+    to the value the jobs must have (see `reference_matches`); `setting` says how the paper's runs
+    were made; `source` opens with the value's confidence label (REFERENCE_LABELS). `steps`
+    (generator steps per run) and `samples` (generated samples per evaluation), when given, are the
+    paper's, and the report names where bench's jobs differ from them.
+    """
+
+    paper: str
+    table: str = ""
+    metric: str
+    value: float
+    where: dict[str, Any] = Field(min_length=1)
+    setting: str = ""
+    source: str
+    steps: int | None = Field(None, gt=0)
+    samples: int | None = Field(None, gt=0)
+
+    @field_validator("where")
+    @classmethod
+    def _where_keys_exist(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = [key for key in value if key not in WHERE_KEYS]
+        if unknown:
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                             f"valid: {_choices(WHERE_KEYS)}")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_labelled(cls, value: str) -> str:
+        if not value.startswith(REFERENCE_LABELS):
+            raise ValueError(f"must open with the value's confidence label, one of {', '.join(REFERENCE_LABELS)}; "
+                             "a value known only from recollection is not a reference")
+        return value
+
+
 class ReportConfig(_Strict):
     baseline: str = "nsgan"
     thresholds: dict[str, float] = Field(default_factory=dict)
+    references: list[Reference] = Field(default_factory=list)
 
 
 class SuiteConfig(_Strict):
@@ -225,6 +272,8 @@ class SuiteConfig(_Strict):
 
 REQUIRED_AXES = ("objective", "arch", "seed")
 GRID_AXES = REQUIRED_AXES + ("dataset",) + AXIS_TRAIN_KEYS
+# what a reference's `where` may select on: the grid axes and the spec's other plain fields
+WHERE_KEYS = GRID_AXES + ("eval_every", "checkpoint_every", "log_every", "deterministic", "eval_precision")
 
 
 def dataset_configs(config: SuiteConfig) -> list[DatasetConfig]:
@@ -688,7 +737,8 @@ def _quoted(value: Any) -> str:
 
 def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catalogue) -> list[Problem]:
     """Problems only the resolved jobs show: a penalty on per-sample gradients with a critic that
-    mixes the samples of a batch, and metric options for a metric no job computes."""
+    mixes the samples of a batch, metric options for a metric no job computes, and references on a
+    metric no job computes or selecting no job."""
     problems: list[Problem] = []
     for job in jobs:
         critic_options = dict(job.arch_options)
@@ -713,13 +763,78 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
             problem = Problem(_arch_location(config, job.arch), message)
             if problem not in problems:
                 problems.append(problem)
+    for objective in dict.fromkeys(job.objective for job in jobs if job.reuse_fakes and job.critic_steps != 1):
+        steps = next(job.critic_steps for job in jobs if job.objective == objective and job.critic_steps != 1)
+        problems.append(Problem(("train", "reuse_fakes"), (
+            f"reuse_fakes needs one critic step (the generator step reuses that step's fakes); objective "
+            f"{objective!r} runs critic_steps {steps}: set objectives: {{{objective}: {{reuse_fakes: false}}}} "
+            "or critic_steps: 1")))
     computed = {metric for job in jobs for metric in job.metrics}
     for metric in config.metric_options:
         if metric not in computed:
             problems.append(Problem(("metric_options", metric), (
                 f"metric {metric!r} is computed by no job of this suite (they compute: {_choices(computed) or 'none'}); "
                 f"add it to `metrics` or remove its options")))
+    problems += _reference_problems(config, jobs, catalogue)
     return problems
+
+
+def _reference_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catalogue) -> list[Problem]:
+    """References on a metric no job computes, or whose `where` selects no job."""
+    problems: list[Problem] = []
+    computed = {metric for job in jobs for evaluator in job.metrics
+                for metric in catalogue.metrics[evaluator].produces}
+    for index, reference in enumerate(config.report.references):
+        place: tuple[str | int, ...] = ("report", "references", index)
+        if reference.metric not in computed:
+            problems.append(Problem(place + ("metric",), (
+                f"metric {reference.metric!r} is computed by no job of this suite; the jobs compute: "
+                f"{_choices(computed) or 'none'}")))
+        if not any(reference_matches(reference.where, job) for job in jobs):
+            asked = ", ".join(f"{key}: {_quoted(value)}" for key, value in reference.where.items())
+            found = "; ".join(f"{key} {', '.join(_where_values(key, jobs))}" for key in reference.where)
+            problems.append(Problem(place + ("where",), (
+                f"selects no job of this suite ({asked}); the jobs have: {found}")))
+    return problems
+
+
+def _where_value(key: str, job: JobSpec) -> Any:
+    """The value of `where` key `key` (a grid axis or spec field) for `job`, in the form a suite writes it."""
+    if key == "lr":
+        return job.lr_g if job.lr_g == job.lr_d else None
+    if key == "tricks":
+        return sorted(name for name, _ in job.tricks)
+    if key == "spectral_norm":
+        return SPECTRAL_NORM_TRICK in [name for name, _ in job.tricks]
+    if key == "betas":
+        return list(job.betas)
+    return getattr(job, key)
+
+
+def reference_matches(where: Mapping[str, Any], job: JobSpec) -> bool:
+    """Whether `job` has every value of a reference's `where`.
+
+    Keys are WHERE_KEYS. A value is compared with what the job ran: `lr` matches when the generator
+    and critic rates both equal it; `tricks` is the job's complete list of trick names in any order
+    (spectral-norm included where the job has it; options are not compared); `spectral_norm` is
+    whether the job has the spectral-norm trick; `dataset` is the dataset's name; numbers compare by
+    value, and true/false only with true/false.
+    """
+    for key, wanted in where.items():
+        actual = _where_value(key, job)
+        if key == "tricks":
+            wanted = sorted(_trick_parts(item)[0] for item in wanted) if isinstance(wanted, list) else wanted
+        elif key == "betas" and isinstance(wanted, (list, tuple)):
+            wanted = list(wanted)
+        if isinstance(wanted, bool) != isinstance(actual, bool) or wanted != actual:
+            return False
+    return True
+
+
+def _where_values(key: str, jobs: Sequence[JobSpec]) -> list[str]:
+    """The distinct values of `where` key `key` among the jobs, as a message shows them."""
+    values = [_where_value(key, job) for job in jobs]
+    return sorted({"none (lr_g and lr_d differ)" if value is None else _quoted(value) for value in values})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -796,7 +911,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     settings: dict[str, Any] = {
         "optimizer": info.optimizer, "lr_g": info.lr_g, "lr_d": info.lr_d, "betas": tuple(info.betas),
         "critic_steps": info.critic_steps, "batch_size": train.batch_size, "steps": train.steps,
-        "latent_dim": train.latent_dim, "tricks": list(info.tricks), "spectral_norm": None,
+        "latent_dim": train.latent_dim, "tricks": list(info.tricks), "spectral_norm": None, "reuse_fakes": False,
     }
 
     def apply(source: Mapping[str, Any]) -> None:
@@ -813,7 +928,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
                 settings[key] = value
 
     apply({k: getattr(train, k) for k in ("optimizer", "lr", "lr_g", "lr_d", "betas", "critic_steps", "tricks",
-                                          "spectral_norm")})
+                                          "spectral_norm", "reuse_fakes")})
     apply(override.model_dump(exclude={"options"}))
     apply({k: v for k, v in assignment.items() if k in AXIS_TRAIN_KEYS})
     tricks = [(name, {**catalogue.tricks[name].option_defaults, **dict(options)}) for name, options in settings["tricks"]]
@@ -859,6 +974,7 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         device=train.device,
         deterministic=train.deterministic,
         eval_precision=train.eval_precision,
+        reuse_fakes=bool(settings["reuse_fakes"]),
     )
 
 

@@ -25,7 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import field, fields, make_dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -42,14 +42,9 @@ CASES = {
     "mlp ring8 2-128-128-128, batch 64": ("ring8", {}, "mlp", {"width": 128, "depth": 3}),
 }
 
-_ReuseSpec = make_dataclass("_ReuseSpec", [("reuse_fakes", bool, field(default=False))], bases=(JobSpec,), frozen=True)
-
-
 def with_reuse(spec: JobSpec, reuse: bool) -> JobSpec:
-    """`spec` with the recipe field `reuse_fakes` set (a JobSpec subclass while JobSpec has no such field)."""
-    if any(f.name == "reuse_fakes" for f in fields(JobSpec)):
-        return replace(spec, reuse_fakes=reuse)
-    return _ReuseSpec(**{f.name: getattr(spec, f.name) for f in fields(spec)}, reuse_fakes=reuse)
+    """`spec` with the recipe field `reuse_fakes` set."""
+    return replace(spec, reuse_fakes=reuse)
 
 
 def spec_for(dataset: str, dataset_options: dict, arch: str, arch_options: dict) -> JobSpec:
@@ -118,7 +113,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp())
     load = os.getloadavg()
-    print(f"CPU, {args.threads} torch thread(s), {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"CPU, {args.threads} torch thread(s), {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for name, case in CASES.items():
         base = spec_for(*case)
         steps = args.steps if case[2] == "dcgan" else args.steps * 20

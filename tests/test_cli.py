@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_bench
 
 from bench.cli import build_parser, main
 from bench.objectives import OBJECTIVES
 
-from conftest import run_bench
-
-COMMANDS = ["run", "list", "status", "report", "ui"]
+COMMANDS = ["run", "plan", "list", "status", "report", "ui"]
 
 
 def test_every_command_has_help_with_a_description(capsys) -> None:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_SUITE, run_bench
 
 from bench.catalogue import build_catalogue
 from bench.penalties import get_trick
 from bench.suite import SPECTRAL_NORM_TRICK, load_suite, parse_suite
-
-from conftest import TINY_SUITE, run_bench
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
@@ -115,11 +114,16 @@ def test_spectral_norm_switch_for_any_objective(catalogue) -> None:
 def test_list_objectives_shows_each_published_trick(tmp_path: Path) -> None:
     result = run_bench(["list", "objectives"], tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
-    assert rows["hinge"][6] == "-"
-    assert rows["sngan"][6] == "spectral-norm"
-    assert rows["r3gan"][6] == "r1,r2"
-    assert rows["wgan"][6] == "weight-clipping"
+    lines = result.stdout.splitlines()
+    header = lines[0]
+    # the columns are fixed-width: the tricks column starts where its header does
+    start = header.index("tricks")
+    rows = {line.split()[0]: line[start:].split()[0] for line in lines[2:] if line.strip() and not line.startswith("`")}
+    assert rows["hinge"] == "-"
+    assert rows["sngan"] == "spectral-norm"
+    assert rows["r3gan"] == "r1,r2"
+    assert rows["wgan"] == "weight-clipping"
+    assert rows["wgan-gp"] == "gradient-penalty"
 
 
 # code/stable.sh of AlexiaJM/RelativisticGAN at 2646c0b, CIFAR-10: every loss in both setups, with
@@ -159,3 +163,29 @@ def test_cifar10_losses_follows_the_rgan_protocol(catalogue) -> None:
             "fidelity-inception": (("real_samples", 50_000), ("real_split", "train"), ("samples", 50_000))}
         # spectral norm drops the critic's batch norm, so the gradient penalty sees per-sample gradients
         assert catalogue.archs[job.arch].critic_coupling({**dict(job.arch_options), "spectral_norm": True}) == []
+
+
+def test_reuse_fakes_is_a_recipe_key_in_the_spec_and_its_id(catalogue) -> None:
+    from dataclasses import replace
+
+    from bench.spec import JobSpec
+    from bench.suite import SuiteError
+
+    grid = {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]}
+    (plain,) = _jobs(catalogue, grid=grid)
+    (reusing,) = _jobs(catalogue, grid=grid, train={**TINY_SUITE["train"], "reuse_fakes": True})
+    assert (plain.reuse_fakes, reusing.reuse_fakes) == (False, True)
+    assert reusing.job_id != plain.job_id == replace(reusing, reuse_fakes=False).job_id
+    # a spec.json written before the field existed still loads, with the same id
+    old = plain.to_dict()
+    del old["reuse_fakes"]
+    assert JobSpec.from_dict(old) == plain
+    with pytest.raises(SuiteError, match=r"train.reuse_fakes: reuse_fakes needs one critic step .* objective "
+                                         r"'wgan' runs critic_steps 5: "
+                                         r"set objectives: \{wgan: \{reuse_fakes: false\}\}"):
+        _jobs(catalogue, grid={**grid, "objective": ["nsgan", "wgan"]},
+              train={**TINY_SUITE["train"], "reuse_fakes": True})
+    (mixed, wgan) = _jobs(catalogue, grid={**grid, "objective": ["nsgan", "wgan"]},
+                          train={**TINY_SUITE["train"], "reuse_fakes": True},
+                          objectives={"wgan": {"reuse_fakes": False}})
+    assert (mixed.reuse_fakes, wgan.reuse_fakes) == (True, False)

@@ -5,22 +5,18 @@ learns from the critic step's samples as the updated critic judges them."""
 from __future__ import annotations
 
 import copy
-from dataclasses import field, fields, make_dataclass
+from dataclasses import replace
 
 import pytest
 import torch
 import yaml
+from conftest import TINY_SUITE
 
 from bench.catalogue import build_catalogue
 from bench.spec import JobSpec
 from bench.stacked import StackedJobs, _GlobalRNG
 from bench.suite import parse_suite
 from bench.train import Job
-
-from conftest import TINY_SUITE
-
-# JobSpec with the recipe field `reuse_fakes` (the training loop reads it with getattr)
-ReuseSpec = make_dataclass("ReuseSpec", [("reuse_fakes", bool, field(default=False))], bases=(JobSpec,), frozen=True)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def _spec(catalogue, objective: str = "nsgan", *, reuse: bool, arch: str = "mlp"
         "metric_options": {},
     }
     (spec,) = parse_suite(yaml.safe_dump(suite), catalogue).jobs
-    return ReuseSpec(**{f.name: getattr(spec, f.name) for f in fields(spec)}, reuse_fakes=reuse)
+    return replace(spec, reuse_fakes=reuse)
 
 
 def _draws(generator: torch.Generator, count: int, shape: tuple[int, ...]) -> torch.Generator:
@@ -96,7 +92,8 @@ def test_the_first_generator_loss_judges_the_critic_steps_fakes_after_the_critic
 
 
 def test_the_critic_step_is_the_same_with_and_without_reuse(catalogue, tmp_path) -> None:
-    jobs = [Job(_spec(catalogue, "rsgan", reuse=reuse), data_root=tmp_path, cache_dir=tmp_path) for reuse in (True, False)]
+    jobs = [Job(_spec(catalogue, "rsgan", reuse=reuse), data_root=tmp_path, cache_dir=tmp_path)
+            for reuse in (True, False)]
     (reuse_d, reuse_g), (plain_d, plain_g) = (job.train_step() for job in jobs)
     assert torch.equal(reuse_d, plain_d)
     for with_reuse, without in zip(jobs[0].critic.parameters(), jobs[1].critic.parameters()):

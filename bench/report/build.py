@@ -16,9 +16,19 @@ from bench.report import aggregate as agg
 from bench.report import figures as figs
 from bench.report.analysis import ALPHA, Analysis, analyse
 from bench.report.load import SuiteResults, load_results
+from bench.report.references import Reproduction, compare_references, reproductions_section
+from bench.report.references import summary_lines as reproduction_lines
 from bench.report.render import Bullets, Document, Image, Paragraph, Section, Table, fmt, to_html, to_markdown
 from bench.report.stats import POWER, median_ci_ranks
-from bench.report.summary import cell_summaries, opening_lines, score_text, summary_text, test_text, verdict_text
+from bench.report.summary import (
+    REPRODUCTIONS_TITLE,
+    cell_summaries,
+    opening_lines,
+    score_text,
+    summary_text,
+    test_text,
+    verdict_text,
+)
 from bench.store import SuiteStore
 
 IQM_MIN_RUNS = 4
@@ -92,8 +102,8 @@ def summary_lines(
     anything: per cell, the best objectives on each ranked metric, which differences the seeds can
     decide and which they cannot, which runs diverged, failed or failed to train, each with its n.
     Arguments as for `build_report`."""
-    _, analysis = _analysis(suite_dir, baseline, directions, failed_at, survivors_only)
-    return summary_text(analysis)
+    results, analysis = _analysis(suite_dir, baseline, directions, failed_at, survivors_only)
+    return summary_text(analysis, reproduction_lines(compare_references(results, analysis)))
 
 
 def build_report(
@@ -114,7 +124,9 @@ def build_report(
     ranked; other series (training losses) are plotted only.
     Diverged, failed and failed-to-train runs count as the worst outcome in every rank-based
     statistic; `survivors_only` leaves them out instead. Running and pending jobs are listed as
-    unfinished, and the report calls its verdicts provisional. The previous report/ folder is replaced.
+    unfinished, and the report calls its verdicts provisional. The suite's `report.references`
+    (published values) are set beside bench's estimates in a "Reproductions" section after the
+    summary, one summary line each (bench.report.references). The previous report/ folder is replaced.
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -125,7 +137,8 @@ def build_report(
     clock = time.perf_counter()
     analysis = analyse(results, rules.directions, baseline=baseline, failed_at=rules.failed_at, shown=rules.shown,
                        survivors_only=survivors_only)
-    summary = summary_text(analysis)
+    reproductions = compare_references(results, analysis)
+    summary = summary_text(analysis, reproduction_lines(reproductions))
     timings["aggregate"] = time.perf_counter() - clock
 
     report_dir = results.suite_dir / "report"
@@ -138,7 +151,7 @@ def build_report(
     timings["figures"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    document = _document(results, analysis, figure_files, report_dir)
+    document = _document(results, analysis, figure_files, report_dir, reproductions)
     markdown_path, html_path = report_dir / "report.md", report_dir / "report.html"
     markdown_path.write_text(to_markdown(document), encoding="utf-8")
     html_path.write_text(to_html(document), encoding="utf-8")
@@ -272,15 +285,17 @@ def _over(analysis: Analysis) -> str:
     return "survivors" if analysis.survivors_only else "all runs"
 
 
-def _summary_blocks(analysis: Analysis) -> list:
+def _summary_blocks(analysis: Analysis, reproductions: list[Reproduction]) -> list:
     blocks: list = [Paragraph("Summary. " + " ".join(opening_lines(analysis)))]
+    if reproductions:
+        blocks += [Paragraph(f"{REPRODUCTIONS_TITLE}:"), Bullets(tuple(reproduction_lines(reproductions)))]
     for summary in cell_summaries(analysis):
         blocks += [Paragraph(f"{summary.title}:"), Bullets(summary.lines)]
     return blocks
 
 
 def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.FigureFile],
-              report_dir: Path) -> Document:
+              report_dir: Path, reproductions: list[Reproduction]) -> Document:
     jobs = results.jobs
     counts = jobs["status"].value_counts()
     status_text = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in agg.STATUSES)
@@ -289,7 +304,7 @@ def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.F
         Paragraph(f"Suite `{results.name}`: {len(jobs)} jobs ({status_text}) on {datasets}. "
                   f"Grid axes compared: {', '.join(f'`{a}`' for a in analysis.axes)}; seeds are repetitions. "
                   f"Baseline: `{analysis.baseline}`."),
-        *_summary_blocks(analysis),
+        *_summary_blocks(analysis, reproductions),
         Paragraph(f"Ranked metrics: {', '.join(f'`{m}`' for m in analysis.ranked) or 'none'}. "
                   f"Shown as published, never ranked: {', '.join(f'`{m}`' for m in analysis.shown) or 'none'}. "
                   f"Plotted only: {', '.join(f'`{m}`' for m in analysis.unranked) or 'none'}."),
@@ -300,7 +315,8 @@ def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.F
     if analysis.notes:
         intro.append(Bullets(tuple(analysis.notes)))
 
-    sections = [_jobs_section(analysis), _unfinished_section(analysis)]
+    sections = [reproductions_section(reproductions, analysis)] if reproductions else []
+    sections += [_jobs_section(analysis), _unfinished_section(analysis)]
     sections += _metric_sections(analysis, drawn, report_dir)
     if analysis.shown:
         sections.append(_shown_section(analysis))

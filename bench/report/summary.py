@@ -5,7 +5,7 @@ with its n."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,10 +249,17 @@ def opening_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def summary_text(analysis: Analysis) -> list[str]:
-    """The summary as plain text lines: the opening sentences, then per cell its title and its
-    sentences indented under it."""
+REPRODUCTIONS_TITLE = "Reproductions (published value against bench's survivors' mean and its 95% t-interval)"
+
+
+def summary_text(analysis: Analysis, reproductions: Sequence[str] = ()) -> list[str]:
+    """The summary as plain text lines: the opening sentences, one line per published reference
+    (`reproductions`, bench.report.references.summary_lines) under REPRODUCTIONS_TITLE, then per cell
+    its title and its sentences indented under it."""
     lines = opening_lines(analysis)
+    if reproductions:
+        lines.append(f"{REPRODUCTIONS_TITLE}:")
+        lines += [f"  - {line}" for line in reproductions]
     for summary in cell_summaries(analysis):
         lines.append(f"{summary.title}:")
         lines += [f"  - {line}" for line in summary.lines]
