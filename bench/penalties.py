@@ -258,20 +258,23 @@ register_trick(
     description="R1 penalty gamma/2 * E||grad C(x_r)||^2 on real samples",
     build=R1Penalty,
     needs_per_sample_gradients=True,
-    options={"gamma": Option(10.0, float, low=0.0, description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
+    options={"gamma": Option(10.0, float, low=0.0,
+                             description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
 )
 register_trick(
     "r2",
     description="R2 penalty gamma/2 * E||grad C(x_f)||^2 on generated samples",
     build=R2Penalty,
     needs_per_sample_gradients=True,
-    options={"gamma": Option(10.0, float, low=0.0, description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
+    options={"gamma": Option(10.0, float, low=0.0,
+                             description="the penalty's weight gamma (the term is gamma/2 E||grad||^2)")},
 )
 register_trick(
     "weight-clipping",
     description="clip every critic parameter to [-clip, clip] after each critic step (WGAN)",
     build=WeightClipping,
-    options={"clip": Option(0.01, float, low=0.0, low_open=True, description="every critic parameter is clipped to [-clip, clip] (WGAN: 0.01)")},
+    options={"clip": Option(0.01, float, low=0.0, low_open=True,
+                            description="every critic parameter is clipped to [-clip, clip] (WGAN: 0.01)")},
 )
 register_trick(
     "spectral-norm",
@@ -282,13 +285,15 @@ register_trick(
     "label-smoothing",
     description="one-sided label smoothing: real target 1 - smooth in the sigmoid cross-entropy critic loss",
     build=LabelSmoothing,
-    options={"smooth": Option(0.1, float, low=0.0, high=1.0, high_open=True, description="the real target becomes 1 - smooth")},
+    options={"smooth": Option(0.1, float, low=0.0, high=1.0, high_open=True,
+                              description="the real target becomes 1 - smooth")},
 )
 register_trick(
     "feature-matching",
     description="generator term: squared L2 distance between batch means of critic features on real and fake",
     build=FeatureMatching,
-    options={"weight": Option(1.0, float, low=0.0, description="weight of the feature-matching term in the generator loss")},
+    options={"weight": Option(1.0, float, low=0.0,
+                              description="weight of the feature-matching term in the generator loss")},
 )
 register_trick(
     "minibatch-discrimination",

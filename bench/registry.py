@@ -249,7 +249,8 @@ def check_build_signature(owner: str, build: Callable[..., Any], declared: Mappi
     parameters = inspect.signature(build).parameters.values()
     names = [parameter.name for parameter in parameters]
     loose = [parameter.name for parameter in parameters
-             if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or parameter.default is not inspect.Parameter.empty]
+             if parameter.kind is not inspect.Parameter.KEYWORD_ONLY
+             or parameter.default is not inspect.Parameter.empty]
     if loose or sorted(names) != sorted(declared):
         raise TypeError(
             f"{owner}: build takes ({', '.join(names) or 'nothing'}), but its options are "

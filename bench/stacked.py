@@ -126,7 +126,9 @@ def _probe_network(name: str, build: Callable[[], nn.Module], inputs: Callable[[
     return None
 
 
-def _probe_losses(objective: Objective, critic_outputs_shape: tuple[int, ...], data_shape: tuple[int, ...]) -> str | None:
+def _probe_losses(
+    objective: Objective, critic_outputs_shape: tuple[int, ...], data_shape: tuple[int, ...]
+) -> str | None:
     """None if the objective's two losses run under vmap and give each seed's own loss."""
     c_real, c_fake = (torch.randn(2, PROBE_BATCH, *critic_outputs_shape) for _ in range(2))
     available = {"x_real": torch.randn(2, PROBE_BATCH, *data_shape), "x_fake": torch.randn(2, PROBE_BATCH, *data_shape)}
@@ -337,12 +339,16 @@ class StackedJobs:
     def _generate(self, g_params: dict[str, Tensor], z: Tensor) -> Tensor:
         return functional_call(self.generator, g_params, (z,), tie_weights=False)
 
-    def _critic_loss(self, d_params: dict[str, Tensor], x_real: Tensor, x_fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _critic_loss(
+        self, d_params: dict[str, Tensor], x_real: Tensor, x_fake: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         c_real = functional_call(self.critic, d_params, (x_real,), tie_weights=False)
         c_fake = functional_call(self.critic, d_params, (x_fake,), tie_weights=False)
         return self.objective.d_loss(c_real, c_fake, **self._extra(x_real, x_fake)), c_real, c_fake
 
-    def _judged_loss(self, d_params: dict[str, Tensor], x_real: Tensor, x_fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _judged_loss(
+        self, d_params: dict[str, Tensor], x_real: Tensor, x_fake: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         c_fake = functional_call(self.critic, d_params, (x_fake,), tie_weights=False)
         # d_params and x_real carry no graph: C_r gives the generator no gradient
         c_real = (functional_call(self.critic, d_params, (x_real,), tie_weights=False)
@@ -478,7 +484,8 @@ def train_stacked(
     for spec, store, checkpoint in zip(specs, stores, checkpoints):
         job = Job(spec, data_root=data_root, cache_dir=cache_dir)
         clock = {"train_s": 0.0, "eval_s": 0.0}
-        window: dict[str, Any] = {"sum_d": torch.zeros((), device=job.device), "sum_g": torch.zeros((), device=job.device),
+        window: dict[str, Any] = {"sum_d": torch.zeros((), device=job.device),
+                                  "sum_g": torch.zeros((), device=job.device),
                                   "count": 0, "first_bad": torch.full((), -1, device=job.device, dtype=torch.long)}
         if checkpoint is not None:
             step, clock, window = job.load_state(checkpoint)
@@ -519,7 +526,8 @@ def train_stacked(
 
     def finish(seed: int, status: str, reason: str | None, at_step: int) -> None:
         train_s, eval_s = clocks[seed]["train_s"], clocks[seed]["eval_s"]
-        stores[seed].write_status(status, reason=reason, step=at_step, train_s=round(train_s, 3), eval_s=round(eval_s, 3))
+        stores[seed].write_status(status, reason=reason, step=at_step,
+                                  train_s=round(train_s, 3), eval_s=round(eval_s, 3))
         results[seed] = TrainResult(status, at_step, reason, train_s, eval_s)
         if status != "pending":
             live.remove(seed)

@@ -24,8 +24,8 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -34,7 +34,7 @@ import pandas as pd
 from bench.spec import JobSpec
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """A job's state. `done` and `diverged` are complete (a rerun skips them); `failed` is retried."""
 
     PENDING = "pending"
@@ -84,10 +84,10 @@ def parse_status(status: Status | str) -> Status:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def atomic_write(path: Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, binary: bool = False) -> None:
     """Write `path` through `write(file)` atomically: temp file in the same folder, fsync, os.replace.
 
     If `write` raises, the temporary file is removed and the previous content of `path` is intact.
@@ -96,7 +96,7 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], None], *, binary: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

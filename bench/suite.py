@@ -52,9 +52,12 @@ class CriticCoupling(Protocol):
     """An architecture option whose value makes a critic's output for one sample depend on its
     batch-mates (bench.nets.SampleCoupling): `option` has `value`; `independent` lists values that do not."""
 
-    option: str
-    value: Any
-    independent: tuple[Any, ...]
+    @property
+    def option(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+    @property
+    def independent(self) -> tuple[Any, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -424,8 +427,9 @@ def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> 
         line = mark.line + 1 if mark else None
         message = f"not valid YAML: {getattr(error, 'problem', error)}"
         context = getattr(error, "context_mark", None)
-        if context is not None and getattr(error, "context", None):
-            message += f" ({error.context} on line {context.line + 1})"
+        context_text = getattr(error, "context", None)
+        if context is not None and context_text:
+            message += f" ({context_text} on line {context.line + 1})"
         raise SuiteError(source, [Problem((), message, line)]) from None
     finally:
         loader.dispose()
@@ -544,7 +548,8 @@ def _trick_problems(items: Iterable[Any], path: tuple[str | int, ...], catalogue
     problems = []
     seen: set[str] = set()
     for index, item in enumerate(items):
-        if not isinstance(item, (str, TrickConfig)) and not (isinstance(item, dict) and isinstance(item.get("name"), str)):
+        named = isinstance(item, dict) and isinstance(item.get("name"), str)
+        if not isinstance(item, (str, TrickConfig)) and not named:
             continue  # not a trick at all: the schema reports it
         name, options = _trick_parts(item)
         if name not in catalogue.tricks:
@@ -593,6 +598,7 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
     datasets: dict[str, tuple[tuple[int, ...], Any]] = {}  # valid dataset key -> (shape, offers)
     if config.dataset is not None and "dataset" in config.grid:
         problems.append(Problem(("dataset",), "give either `dataset` or a `dataset` grid axis, not both"))
+    entries: list[tuple[tuple[str | int, ...], DatasetConfig]]
     if "dataset" in config.grid:
         entries = []
         for index, value in enumerate(config.grid["dataset"]):
@@ -662,7 +668,8 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
     problems += _trick_problems(config.train.tricks or [], ("train", "tricks"), catalogue)
     for index, trick_list in enumerate(config.grid.get("tricks", [])):
         if not isinstance(trick_list, list):
-            problems.append(Problem(("grid", "tricks", index), f"each value of the tricks axis is a list of tricks, got {trick_list!r}"))
+            problems.append(Problem(("grid", "tricks", index),
+                                    f"each value of the tricks axis is a list of tricks, got {trick_list!r}"))
         else:
             problems += _trick_problems(trick_list, ("grid", "tricks", index), catalogue)
     for index, value in enumerate(config.grid.get("spectral_norm", [])):
@@ -693,13 +700,15 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         for index, rule in enumerate(getattr(config, rule_kind)):
             for axis, value in rule.items():
                 if axis not in GRID_AXES:
-                    problems.append(Problem((rule_kind, index, axis), f"unknown axis; valid axes: {_choices(GRID_AXES)}"))
+                    problems.append(Problem((rule_kind, index, axis),
+                                            f"unknown axis; valid axes: {_choices(GRID_AXES)}"))
                     continue
                 if axis == "tricks":
                     if isinstance(value, list):
                         problems += _trick_problems(value, (rule_kind, index, axis), catalogue)
                     else:
-                        problems.append(Problem((rule_kind, index, axis), f"a tricks value is a list of tricks, got {value!r}"))
+                        problems.append(Problem((rule_kind, index, axis),
+                                                f"a tricks value is a list of tricks, got {value!r}"))
                     continue
                 if axis == "spectral_norm" and not isinstance(value, bool):
                     problems.append(Problem((rule_kind, index, axis), f"spectral_norm is true or false, got {value!r}"))
@@ -711,9 +720,11 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
     # schedule consistency
     train = config.train
     if train.checkpoint_every % train.log_every:
-        problems.append(Problem(("train", "checkpoint_every"), f"must be a multiple of train.log_every ({train.log_every})"))
+        problems.append(Problem(("train", "checkpoint_every"),
+                                f"must be a multiple of train.log_every ({train.log_every})"))
     if config.executor.name == "slurm" and not config.executor.profile:
-        problems.append(Problem(("executor", "profile"), "the slurm executor needs a profile (a file under slurm/profiles/)"))
+        problems.append(Problem(("executor", "profile"),
+                                "the slurm executor needs a profile (a file under slurm/profiles/)"))
     return problems
 
 
@@ -773,7 +784,8 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
     for metric in config.metric_options:
         if metric not in computed:
             problems.append(Problem(("metric_options", metric), (
-                f"metric {metric!r} is computed by no job of this suite (they compute: {_choices(computed) or 'none'}); "
+                f"metric {metric!r} is computed by no job of this suite "
+                f"(they compute: {_choices(computed) or 'none'}); "
                 f"add it to `metrics` or remove its options")))
     problems += _reference_problems(config, jobs, catalogue)
     return problems
@@ -931,7 +943,8 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
                                           "spectral_norm", "reuse_fakes")})
     apply(override.model_dump(exclude={"options"}))
     apply({k: v for k, v in assignment.items() if k in AXIS_TRAIN_KEYS})
-    tricks = [(name, {**catalogue.tricks[name].option_defaults, **dict(options)}) for name, options in settings["tricks"]]
+    tricks = [(name, {**catalogue.tricks[name].option_defaults, **dict(options)})
+              for name, options in settings["tricks"]]
     if settings["spectral_norm"] is False:
         tricks = [(name, options) for name, options in tricks if name != SPECTRAL_NORM_TRICK]
     elif settings["spectral_norm"] and SPECTRAL_NORM_TRICK not in [name for name, _ in tricks]:

@@ -18,6 +18,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,7 +85,9 @@ def _quiet_mlflow() -> None:
 LEADING_AXES = ("objective", "arch", "seed")
 
 
-def run_label(params: Mapping[str, str], varying: Sequence[str] = (), *, fallback: str = "") -> tuple[str, dict[str, str]]:
+def run_label(
+    params: Mapping[str, str], varying: Sequence[str] = (), *, fallback: str = ""
+) -> tuple[str, dict[str, str]]:
     """A job's MLflow run name and axis tags, from its flat params and the suite's varying keys.
 
     The name reads `objective / arch / seed N`, then `key=value` for every other key that varies in
@@ -186,7 +189,8 @@ class Tracker:
         runs: list[Any] = []
         page_token = None
         while True:
-            page = with_retry(lambda: self.client.search_runs(
+            page = with_retry(partial(
+                self.client.search_runs,
                 [self.experiment_id], filter_string, run_view_type=ViewType.ACTIVE_ONLY,
                 max_results=1000, page_token=page_token,
             ))
@@ -258,12 +262,13 @@ class Tracker:
         missing = sorted({"step", "wall_s", "metric", "value"} - set(metrics.columns))
         if missing:
             raise ValueError(f"metrics table for job {job_id!r} lacks column(s) {', '.join(missing)}")
-        existing = self._search(f"tags.`{PARENT_TAG}` = {_quote(parent_run_id)} and tags.`{JOB_TAG}` = {_quote(job_id)}")
+        existing = self._search(
+            f"tags.`{PARENT_TAG}` = {_quote(parent_run_id)} and tags.`{JOB_TAG}` = {_quote(job_id)}")
         for run in existing:
             if run.info.status == "FINISHED":
                 return run.info.run_id
         for run in existing:
-            with_retry(lambda: self.client.delete_run(run.info.run_id))
+            with_retry(partial(self.client.delete_run, run.info.run_id))
 
         last_wall_s = float(metrics["wall_s"].max()) if len(metrics) else 0.0
         if start_time is None:
@@ -289,12 +294,12 @@ class Tracker:
         # the client splits a batch over MLflow's per-request limits; a retried batch re-logs
         # identical params and metrics, which the store accepts
         with_retry(lambda: self.client.log_batch(run_id, metrics=metric_list, params=param_list))
-        for path in artifacts:
-            path = Path(path)
+        for artifact in artifacts:
+            path = Path(artifact)
             if path.is_dir():
-                with_retry(lambda: self.client.log_artifacts(run_id, str(path), artifact_path=path.name))
+                with_retry(partial(self.client.log_artifacts, run_id, str(path), artifact_path=path.name))
             else:
-                with_retry(lambda: self.client.log_artifact(run_id, str(path)))
+                with_retry(partial(self.client.log_artifact, run_id, str(path)))
         end_ms = start_ms + int(round(last_wall_s * 1000))
         with_retry(lambda: self.client.set_terminated(run_id, RUN_STATUS[status], end_time=end_ms))
         return run_id

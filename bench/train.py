@@ -168,7 +168,8 @@ class PairGame:
         return bigan_qp_reconstruction(z, z_rec, x_real, x_rec, beta1=self.beta1, beta2=self.beta2)
 
 
-GAMES = {"sample": SampleGame, "pair": PairGame}
+Game = SampleGame | PairGame
+GAMES: dict[str, type[SampleGame] | type[PairGame]] = {"sample": SampleGame, "pair": PairGame}
 
 
 def _refuse_per_sample_penalties_on_coupled_critic(spec: JobSpec, critic_options: dict[str, Any]) -> None:
@@ -216,7 +217,7 @@ class Job:
         self.tricks: list[Trick] = [get_trick(name, **dict(options)) for name, options in spec.tricks]
         self.generator_options, self.critic_options = network_options(spec, self.tricks)
         _refuse_per_sample_penalties_on_coupled_critic(spec, self.critic_options)
-        self.game = GAMES[self.objective.critic_input](self)
+        self.game: Game = GAMES[self.objective.critic_input](self)
         self.generator, self.critic = self.game.generator, self.game.critic
         generator_params = [p for module in self.game.generator_side for p in module.parameters()]
         self.opt_g = _make_optimizer(spec.optimizer, generator_params, spec.lr_g, spec.betas)

@@ -31,11 +31,13 @@ SUITE = Path(__file__).resolve().parents[1] / "suites" / "sngan_vs_rsgan.yaml"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objective", default="nsgan", help="the job's objective (the suite has sgan, nsgan, rsgan, sngan)")
+    parser.add_argument("--objective", default="nsgan",
+                        help="the job's objective (the suite has sgan, nsgan, rsgan, sngan)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="fewer steps than the suite's (same schedule)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a local job of the suite gets 1)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="classifier and feature caches (default: $BENCH_HOME's)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="classifier and feature caches (default: $BENCH_HOME's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = default_paths(Path(tempfile.mkdtemp()))
@@ -50,7 +52,8 @@ def main() -> None:
     print(f"{SUITE.name}: {spec.objective} seed {spec.seed}, {spec.arch} width {dict(spec.arch_options)['width']}, "
           f"{spec.dataset} {dict(spec.dataset_options)}, {spec.steps} steps, metrics {', '.join(spec.metrics)} "
           f"{metric_options} every {spec.eval_every} steps ({evaluations} evaluations); "
-          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
     started = time.perf_counter()
     Job(spec, data_root=paths.data_root, cache_dir=cache_dir).evaluate()

@@ -65,7 +65,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"{args.seeds} seeds of ring8 / mlp 2-128-128-128 / {args.objective}, batch 64, {args.steps} steps, "
           f"evaluation ({', '.join(specs[0].metrics)}) and checkpoint every {args.eval_every} steps; "
-          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     # one-time costs (imports, first evaluation, the first figure) paid before either way is timed
     warm = [replace(spec, steps=2, eval_every=1, checkpoint_every=1, log_every=1) for spec in specs[:2]]
     train(warm[0], SuiteStore(root / "warm").job(warm[0].job_id), data_root=root, cache_dir=root, log=print_nothing)
@@ -77,7 +78,8 @@ def main() -> None:
     for round_index in range(args.rounds):
         separate = SuiteStore(root / f"separate-{round_index}")
         started, cpu_started = time.perf_counter(), time.process_time()
-        results = [train(spec, separate.job(spec.job_id), data_root=root, cache_dir=root, log=print_nothing) for spec in specs]
+        results = [train(spec, separate.job(spec.job_id), data_root=root, cache_dir=root, log=print_nothing)
+                   for spec in specs]
         separate_s = time.perf_counter() - started
         cpu["separate"] += time.process_time() - cpu_started
         assert all(r.status == "done" for r in results), results

@@ -29,7 +29,8 @@ CASES = {
     "mlp ring8 wgan-gp (batch 256, 5 critic steps)": ("ring8", {}, "mlp", {"width": 128, "depth": 3}, "wgan-gp", 256),
     "dcgan digits 28px width 16 nsgan (batch 64)": ("digits", {"resolution": 28}, "dcgan", {"width": 16}, "nsgan", 64),
     "dcgan digits 32px width 64 nsgan (batch 64)": ("digits", {"resolution": 32}, "dcgan", {"width": 64}, "nsgan", 64),
-    "resnet digits 32px width 32 (critic 16) nsgan (batch 64)": ("digits", {"resolution": 32}, "resnet", {"width": 32}, "nsgan", 64),
+    "resnet digits 32px width 32 (critic 16) nsgan (batch 64)": (
+        "digits", {"resolution": 32}, "resnet", {"width": 32}, "nsgan", 64),
 }
 
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_SUITE, write_suite
 
 from bench.catalogue import build_catalogue
 from bench.cli import main
 from bench.suite import SuiteError, parse_suite
-
-from conftest import TINY_SUITE, write_suite
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import write_suite
 
 from bench.catalogue import build_catalogue
 from bench.cli import main
 from bench.store import SuiteStore
 from bench.suite import load_suite
-
-from conftest import write_suite
 
 
 @pytest.fixture(autouse=True)

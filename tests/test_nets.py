@@ -1,4 +1,5 @@
-"""Architectures: shapes for every arch x supported data shape, the tutorial's DCGAN, SNGAN's ResNet, options, layers."""
+"""Architectures: shapes for every arch x supported data shape, the tutorial's DCGAN, SNGAN's ResNet,
+options, layers."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_spectral_norm_parametrises_every_critic_layer_and_drops_batch_norm(arch
 
 def test_spectral_norm_brings_largest_singular_value_to_one() -> None:
     torch.manual_seed(0)
-    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1, options={"width": 8, "depth": 2, "spectral_norm": True})
+    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1,
+                          options={"width": 8, "depth": 2, "spectral_norm": True})
     x = torch.randn(16, 2)
     for _ in range(50):  # each training-mode forward runs one power iteration
         critic(x)
@@ -183,7 +185,8 @@ def test_same_seed_gives_identical_networks_and_another_seed_does_not(arch: str)
     first, again, other = build(3), build(3), build(4)
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a, b)
-    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True) if a.is_floating_point() and a.numel() > 1)
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True)
+                   if a.is_floating_point() and a.numel() > 1)
 
 
 def test_minibatch_discrimination_hand_computed() -> None:
@@ -208,7 +211,8 @@ def test_virtual_batch_norm_hand_computed() -> None:
 def test_virtual_batch_norm_makes_each_sample_independent_of_its_batch(arch: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     z = torch.randn(6, 5)
-    vbn = build_generator(arch, data_shape=shape, latent_dim=5, options={**SMALL[arch], "norm": "virtual-batch"}).train()
+    vbn = build_generator(arch, data_shape=shape, latent_dim=5,
+                          options={**SMALL[arch], "norm": "virtual-batch"}).train()
     assert_close(vbn(z)[:2], vbn(z[:2]))
     bn = build_generator(arch, data_shape=shape, latent_dim=5, options={**SMALL[arch], "norm": "batch"}).train()
     assert not torch.allclose(bn(z)[:2], bn(z[:2]))
@@ -240,7 +244,8 @@ def test_resnet_32px_default_parameter_counts_and_init() -> None:
     critic = build_critic("resnet", data_shape=(3, 32, 32), critic_outputs=1, options={})
     batch_norm = 2 * 256  # scale and shift
     dense = 128 * 4 * 4 * 256 + 4 * 4 * 256
-    up_block = batch_norm + _conv_parameters(256, 256, 3) + batch_norm + _conv_parameters(256, 256, 3) + _conv_parameters(256, 256, 1)
+    up_block = (batch_norm + _conv_parameters(256, 256, 3) + batch_norm + _conv_parameters(256, 256, 3)
+                + _conv_parameters(256, 256, 1))
     output = batch_norm + _conv_parameters(256, 3, 3)
     assert parameter_count(generator) == dense + 3 * up_block + output == 4_276_739
     optimised = _conv_parameters(3, 128, 3) + _conv_parameters(128, 128, 3) + _conv_parameters(3, 128, 1)
@@ -329,7 +334,8 @@ def test_resnet_critic_takes_half_the_generator_width() -> None:
 
 
 def test_mlp_layout_and_activation() -> None:
-    generator = build_generator("mlp", data_shape=(2,), latent_dim=2, options={"width": 7, "depth": 3, "activation": "leaky_relu"})
+    generator = build_generator("mlp", data_shape=(2,), latent_dim=2,
+                                options={"width": 7, "depth": 3, "activation": "leaky_relu"})
     linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2, 7), (7, 7), (7, 7), (7, 2)]
     assert sum(isinstance(m, nn.LeakyReLU) for m in generator.modules()) == 3
@@ -359,7 +365,8 @@ def test_option_defaults_and_latent_dims() -> None:
 
 
 def test_unknown_option_names_it_and_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"^architecture 'mlp' has no option 'widht'; valid: activation, critic_norm, depth, "):
+    with pytest.raises(ValueError,
+                       match=r"^architecture 'mlp' has no option 'widht'; valid: activation, critic_norm, depth, "):
         build_generator("mlp", data_shape=(2,), latent_dim=2, options={"widht": 3})
 
 
@@ -380,7 +387,8 @@ def test_bad_option_values(options: dict, message: str) -> None:
 def test_resnet_option_errors() -> None:
     with pytest.raises(ValueError, match=r"^architecture 'resnet' option width=1 is invalid; must be an integer >= 2$"):
         build_critic("resnet", data_shape=(1, 32, 32), critic_outputs=1, options={"width": 1})  # critic: 1 // 2 = 0
-    with pytest.raises(ValueError, match=r"^architecture 'resnet' option pooling='max' is invalid; must be one of sum, mean$"):
+    with pytest.raises(ValueError,
+                       match=r"^architecture 'resnet' option pooling='max' is invalid; must be one of sum, mean$"):
         build_critic("resnet", data_shape=(1, 32, 32), critic_outputs=1, options={"pooling": "max"})
 
 
@@ -394,7 +402,8 @@ def test_unknown_arch_lists_valid_names() -> None:
 @pytest.mark.parametrize(
     "arch,shape,reason",
     [
-        ("mlp", (1, 28, 28), r"mlp takes flat vectors of shape \(D,\), e.g. the 2-D mixtures \(2,\); got \(1, 28, 28\)"),
+        ("mlp", (1, 28, 28),
+         r"mlp takes flat vectors of shape \(D,\), e.g. the 2-D mixtures \(2,\); got \(1, 28, 28\)"),
         ("dcgan", (2,), r"dcgan takes square images \(C, H, W\); got \(2,\)"),
         ("dcgan", (3, 32, 16), r"dcgan takes square images \(C, H, W\); got \(3, 32, 16\)"),
         ("dcgan", (4, 32, 32), r"dcgan takes 1 or 3 channels; got 4 in \(4, 32, 32\)"),
@@ -404,7 +413,8 @@ def test_unknown_arch_lists_valid_names() -> None:
         ("resnet", (2, 32, 32), r"resnet takes 1 or 3 channels; got 2 in \(2, 32, 32\)"),
         ("resnet", (3, 48, 48),
          r"resnet takes 28, 32 \(SNGAN's CIFAR-10 setting\) or 64 px images; got 48 px in \(3, 48, 48\)"),
-        ("standard-cnn", (3, 28, 28), r"standard-cnn takes 32 \(CIFAR-10's size\) px images; got 28 px in \(3, 28, 28\)"),
+        ("standard-cnn", (3, 28, 28),
+         r"standard-cnn takes 32 \(CIFAR-10's size\) px images; got 28 px in \(3, 28, 28\)"),
         ("standard-cnn", (2, 32, 32), r"standard-cnn takes 1 or 3 channels; got 2 in \(2, 32, 32\)"),
     ],
 )
@@ -417,9 +427,11 @@ def test_arch_supports_reasons(arch: str, shape: tuple[int, ...], reason: str) -
 
 
 def test_bad_sizes_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"^architecture 'mlp' option critic_outputs=0 is invalid; must be an integer >= 1$"):
+    with pytest.raises(ValueError,
+                       match=r"^architecture 'mlp' option critic_outputs=0 is invalid; must be an integer >= 1$"):
         build_critic("mlp", data_shape=(2,), critic_outputs=0, options={})
-    with pytest.raises(ValueError, match=r"^architecture 'mlp' option latent_dim=0 is invalid; must be an integer >= 1$"):
+    with pytest.raises(ValueError,
+                       match=r"^architecture 'mlp' option latent_dim=0 is invalid; must be an integer >= 1$"):
         build_generator("mlp", data_shape=(2,), latent_dim=0, options={})
 
 

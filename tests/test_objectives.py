@@ -337,7 +337,8 @@ def test_unknown_option_lists_valid_options() -> None:
         ("gan-qp", {"lam": 0}, r"objective 'gan-qp' option lam=0 is invalid; must be a number > 0$"),
         ("realness", {"generator_objective": 4},
          r"objective 'realness' option generator_objective=4 is invalid; must be one of 1, 2, 3$"),
-        ("realness", {"num_outcomes": 1}, r"objective 'realness' option num_outcomes=1 is invalid; must be an integer >= 2$"),
+        ("realness", {"num_outcomes": 1},
+         r"objective 'realness' option num_outcomes=1 is invalid; must be an integer >= 2$"),
         ("bigan-qp", {"beta1": -1.0}, r"objective 'bigan-qp' option beta1=-1.0 is invalid; must be a number >= 0$"),
     ],
 )

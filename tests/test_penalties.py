@@ -169,11 +169,13 @@ def test_unknown_trick_and_option_errors() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("weight-clipping", {"clip": 0.0}, r"trick 'weight-clipping' option clip=0.0 is invalid; must be a number > 0$"),
+        ("weight-clipping", {"clip": 0.0},
+         r"trick 'weight-clipping' option clip=0.0 is invalid; must be a number > 0$"),
         ("r2", {"gamma": -1}, r"trick 'r2' option gamma=-1 is invalid; must be a number >= 0$"),
         ("label-smoothing", {"smooth": 1.0},
          r"trick 'label-smoothing' option smooth=1.0 is invalid; must be a number in \[0, 1\)$"),
-        ("feature-matching", {"weight": "1"}, r"trick 'feature-matching' option weight='1' is invalid; must be a number >= 0$"),
+        ("feature-matching", {"weight": "1"},
+         r"trick 'feature-matching' option weight='1' is invalid; must be a number >= 0$"),
         ("r1", {"gamma": "1e-3"},
          (r"trick 'r1' option gamma='1e-3' is invalid; must be a number >= 0 \(YAML reads 1e-3 as a string; write it "
           r"with a dot, e.g. 0.001\)$")),

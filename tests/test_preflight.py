@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SUITE, write_suite
 
 import bench.preflight
 from bench.cli import main
-
-from conftest import TINY_SUITE, write_suite
 
 IMAGE_TRAIN = {"steps": 4, "batch_size": 8, "eval_every": 2, "checkpoint_every": 2, "log_every": 2}
 

@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
+from conftest import TINY_SUITE, bench_env, run_bench, write_suite
 
 from bench.store import SuiteStore
-from conftest import TINY_SUITE, bench_env, run_bench, write_suite
 
 
 def _start_local_run(tmp_path, steps: int, *, tracking: bool) -> tuple[subprocess.Popen, SuiteStore, list[str]]:

@@ -130,12 +130,14 @@ def test_every_problem_is_reported_at_once_with_line_value_and_choices(tmp_path:
 
 
 def test_profile_error_is_a_value_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"line 1: cpus_per_task: Input should be greater than or equal to 1 \(got 0\)"):
+    with pytest.raises(ValueError,
+                       match=r"line 1: cpus_per_task: Input should be greater than or equal to 1 \(got 0\)"):
         load_profile(write(tmp_path, "cpus_per_task: 0\n"))
 
 
 def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
-    expected = re.escape("line 2: gpus: unknown key (did you mean 'gpus_per_node'?); valid keys: account, array_parallelism, ")
+    expected = re.escape("line 2: gpus: unknown key (did you mean 'gpus_per_node'?); "
+                         "valid keys: account, array_parallelism, ")
     with pytest.raises(ProfileError, match=expected):
         load_profile(write(tmp_path, "partition: debug\ngpus: 2\n"))
 

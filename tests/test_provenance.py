@@ -68,7 +68,9 @@ def test_image_suite_rows_without_the_data(catalogue, tmp_path, no_data_no_train
     weights.write_bytes(b"abc")
     (job,) = digits_jobs(
         catalogue, metrics=["fidelity-classifier", "class-coverage", "fidelity-inception"],
-        metric_options={"fidelity-inception": {"samples": 10000, "real_split": "test", "inception_weights": str(weights)}},
+        metric_options={
+            "fidelity-inception": {"samples": 10000, "real_split": "test", "inception_weights": str(weights)},
+        },
     )
     rows = metric_provenance(job)
     assert [list(row) for row in rows] == [list(PROVENANCE_COLUMNS)] * 3

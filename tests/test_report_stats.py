@@ -170,7 +170,8 @@ def test_minimum_attainable_p_values():
     # complete separation: 2 / C(n_x + n_y, n_x)
     assert_close(min_pvalue_unpaired(3, 3), 0.1)
     assert_close(min_pvalue_unpaired(2, 5), 2 / 21)
-    assert_close(min_pvalue_unpaired(3, 4), float(scipy.stats.mannwhitneyu([5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0]).pvalue))
+    assert_close(min_pvalue_unpaired(3, 4),
+                 float(scipy.stats.mannwhitneyu([5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0]).pvalue))
     assert min_pvalue_unpaired(1, 1) == 1.0
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import REPO, TINY_SUITE, write_suite
 
 import bench.preflight
 from bench.cli import main
@@ -20,8 +21,6 @@ from bench.launch import (
 from bench.registry import UnknownNameError
 from bench.run import RunRequest, run_suite
 from bench.store import SuiteStore
-
-from conftest import REPO, TINY_SUITE, write_suite
 
 QUICK = {**TINY_SUITE["train"], "steps": 20, "eval_every": 10, "checkpoint_every": 10}
 ONE_JOB = {"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]}, "train": QUICK}
@@ -69,7 +68,8 @@ def test_jobs_left_with_a_scheduler_say_how_to_follow_them(tmp_path: Path, monke
                         echo=lines.append)
     assert outcome.submitted == 2 and outcome.counts == {"pending": 2}
     assert lines[1] == ("2 jobs were handed to the queue executor and go on without this process: follow them "
-                        "with `bench status results/tiny`; once they end, `bench report results/tiny` builds the report")
+                        "with `bench status results/tiny`; once they end, `bench report results/tiny` builds "
+                        "the report")
     assert not any(line.startswith(("ran ", "report:")) for line in lines)
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO, TINY_SUITE, run_bench, write_suite
 
 from bench.launch.slurm import sacct_states
 from bench.store import SuiteStore
-
-from conftest import REPO, TINY_SUITE, run_bench, write_suite
 
 PROFILE = REPO / "slurm" / "profiles" / "local.yaml"
 

@@ -147,7 +147,8 @@ def cluster_cpus() -> int:
             break
         time.sleep(1)
     if sinfo.returncode != 0 or len(fields) != 2 or fields[0] not in {"idle", "mixed", "allocated"}:
-        pytest.fail(f"BENCH_SLURM_TESTS is set but the cluster is not up ({sinfo.stderr.strip() or sinfo.stdout.strip()}); {hint}")
+        pytest.fail(f"BENCH_SLURM_TESTS is set but the cluster is not up "
+                    f"({sinfo.stderr.strip() or sinfo.stdout.strip()}); {hint}")
     sacct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True)
     if sacct.returncode != 0:
         pytest.fail(f"BENCH_SLURM_TESTS is set but accounting does not answer ({sacct.stderr.strip()}); {hint}")

@@ -238,7 +238,8 @@ def test_manifold_admits_real_digits_and_not_noise(stacked):
 def test_stacked_modes_evaluator(stacked):
     source, cache_dir, _, _, exemplars = stacked
     evaluator = get_evaluator("stacked-modes")
-    assert evaluator.applies_to(dataset_offers("stacked-mnist", {})) and not evaluator.applies_to(dataset_offers("mnist", {}))
+    assert evaluator.applies_to(dataset_offers("stacked-mnist", {}))
+    assert not evaluator.applies_to(dataset_offers("mnist", {}))
     modes = [11, 11, 250, 868]
     ctx = EvalContext(sample=lambda n: paste(exemplars, modes)[:n], source=source, device=torch.device("cpu"),
                       cache_dir=cache_dir, seed=3, options={"samples": 4})

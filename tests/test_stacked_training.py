@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY_SUITE
 
 from bench.catalogue import build_catalogue
 from bench.objectives import OBJECTIVES
@@ -18,8 +19,6 @@ from bench.stacked import StackedJobs, _GlobalRNG, stackable, train_stacked
 from bench.store import SuiteStore
 from bench.suite import parse_suite
 from bench.train import Job, train
-
-from conftest import TINY_SUITE
 
 SEEDS = (0, 1, 2)
 
@@ -89,10 +88,12 @@ def test_per_seed_optimizer_states_are_slices_of_the_stacked_ones() -> None:
     generator = torch.Generator().manual_seed(0)
     for name, make in makers.items():
         per_seed = [[torch.randn(shape, generator=generator, requires_grad=True) for shape in shapes] for _ in SEEDS]
-        stacked = [torch.stack([params[i].detach() for params in per_seed]).requires_grad_(True) for i in range(len(shapes))]
+        stacked = [torch.stack([params[i].detach() for params in per_seed]).requires_grad_(True)
+                   for i in range(len(shapes))]
         optimizers, stacked_optimizer = [make(params) for params in per_seed], make(stacked)
         for step in range(12):
-            grads = [[torch.randn(shape, generator=generator) * 10.0 ** (step % 5 - 2) for shape in shapes] for _ in SEEDS]
+            grads = [[torch.randn(shape, generator=generator) * 10.0 ** (step % 5 - 2) for shape in shapes]
+                     for _ in SEEDS]
             for params, optimizer, seed_grads in zip(per_seed, optimizers, grads):
                 for parameter, grad in zip(params, seed_grads):
                     parameter.grad = grad.clone()
@@ -125,7 +126,8 @@ def test_every_objective_stacks_or_says_why(catalogue, tmp_path, objective) -> N
     if reason is not None:
         tricks = {name for name, _ in specs[0].tricks}
         if objective == "bigan-qp":
-            assert reason == "objective 'bigan-qp' plays the pair game (an encoder and a pair critic); only the sample game is stacked"
+            assert reason == ("objective 'bigan-qp' plays the pair game (an encoder and a pair critic); "
+                              "only the sample game is stacked")
         else:
             assert "spectral-norm" in tricks
             assert reason == ("the critic has layers with state besides their weights (_SpectralNorm), which a "
@@ -165,7 +167,8 @@ def test_stop_and_resume_stacked_and_resume_alone(catalogue, tmp_path) -> None:
     each seed's checkpoint is the one `train` writes, so one seed also resumes alone."""
     specs = _specs(catalogue, "rsgan")
     full = SuiteStore(tmp_path / "full")
-    train_stacked(specs, [full.job(s.job_id) for s in specs], data_root=tmp_path, cache_dir=tmp_path, log=lambda _: None)
+    train_stacked(specs, [full.job(s.job_id) for s in specs], data_root=tmp_path, cache_dir=tmp_path,
+                  log=lambda _: None)
 
     resumed = SuiteStore(tmp_path / "resumed")
     stores = [resumed.job(s.job_id) for s in specs]
@@ -226,7 +229,8 @@ def test_stackable_says_why_a_group_cannot_be_stacked(catalogue) -> None:
     assert stackable([specs[0], replace(specs[1], lr_d=1e-2, batch_size=8)]) == (
         "the jobs differ in more than their seed: batch_size, lr_d")
     assert stackable([specs[0], specs[0]]) == "the seeds are not distinct: [0, 0]"
-    batch_norm = [replace(s, arch_options=freeze_options({**dict(s.arch_options), "critic_norm": "batch"})) for s in specs]
+    batch_norm = [replace(s, arch_options=freeze_options({**dict(s.arch_options), "critic_norm": "batch"}))
+                  for s in specs]
     assert stackable(batch_norm) == ("the critic has layers with state besides their weights (BatchNorm1d), which a "
                                      "stacked step cannot keep per seed")
     matching = [replace(s, tricks=(("feature-matching", (("weight", 1.0),)),)) for s in specs]
@@ -238,7 +242,8 @@ def test_stackable_says_why_a_group_cannot_be_stacked(catalogue) -> None:
 def test_an_unstackable_group_is_refused_before_anything_is_written(catalogue, tmp_path) -> None:
     specs = _specs(catalogue, "nsgan")
     stores = [SuiteStore(tmp_path).job(spec.job_id) for spec in specs]
-    with pytest.raises(ValueError, match=r"^these jobs cannot be trained stacked: the seeds are not distinct: \[0, 0\]$"):
+    with pytest.raises(ValueError,
+                       match=r"^these jobs cannot be trained stacked: the seeds are not distinct: \[0, 0\]$"):
         train_stacked([specs[0], specs[0]], stores[:2], data_root=tmp_path, cache_dir=tmp_path)
     assert not any(store.path.exists() for store in stores)
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_SUITE, run_bench, write_suite
 
 from bench.catalogue import build_catalogue
 from bench.suite import SuiteError, grid_assignments, load_suite, parse_suite
-
-from conftest import TINY_SUITE, run_bench, write_suite
 
 DATA = Path(__file__).parent / "data"
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -74,7 +73,8 @@ def test_single_problems_are_named(tmp_path: Path, catalogue, change: dict, expe
 
 
 def test_yaml_syntax_error_names_the_line(catalogue) -> None:
-    with pytest.raises(SuiteError, match=r"<suite>: 1 problem\n  line 3: <top>: not valid YAML: expected ',' or '\]', but got '<stream end>' "
+    with pytest.raises(SuiteError, match=r"<suite>: 1 problem\n  line 3: <top>: not valid YAML: "
+                                       r"expected ',' or '\]', but got '<stream end>' "
                                        r"\(while parsing a flow sequence on line 2\)"):
         parse_suite("name: x\ngrid: [unclosed\n", catalogue)
 
@@ -207,7 +207,9 @@ def test_a_per_sample_penalty_on_a_batch_norm_critic_is_refused_with_the_fix(
         assert [name for name, _ in job.tricks] == published + (["spectral-norm"] if "train" in change else [])
 
 
-def test_a_per_sample_penalty_with_minibatch_discrimination_names_the_trick_to_remove(tmp_path: Path, catalogue) -> None:
+def test_a_per_sample_penalty_with_minibatch_discrimination_names_the_trick_to_remove(
+    tmp_path: Path, catalogue
+) -> None:
     path = write_suite(tmp_path, {"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]},
                                   "train": {**TINY_SUITE["train"], "tricks": ["minibatch-discrimination", "r1"]}})
     with pytest.raises(SuiteError, match=r"archs.mlp: trick 'r1' needs per-sample critic gradients; arch 'mlp' has "
@@ -284,8 +286,8 @@ archs:
         ({"archs": {"mlp": {"depth": 0}}},
          r"archs.mlp.depth: arch 'mlp' option depth=0 is invalid; must be an integer >= 1$"),
         # a value outside its choices
-        ({"dataset": {"name": "mnist", "options": {"resolution": 30}}, "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]},
-          "archs": {}},
+        ({"dataset": {"name": "mnist", "options": {"resolution": 30}},
+          "grid": {**TINY_SUITE["grid"], "arch": ["dcgan"]}, "archs": {}},
          r"dataset.options.resolution: dataset 'mnist' option resolution=30 is invalid; must be one of 28, 32, 64$"),
         # the wrong type: a string, and a boolean where a number is declared
         ({"objectives": {"realness": {"options": {"num_outcomes": "ten"}}}},

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY_SUITE, bench_env, run_bench, write_suite
 
 from bench.catalogue import build_catalogue
 from bench.data import DATASETS
@@ -23,8 +24,6 @@ from bench.objectives import OBJECTIVES
 from bench.store import SuiteStore
 from bench.suite import parse_suite
 from bench.train import Job, train
-
-from conftest import TINY_SUITE, bench_env, run_bench, write_suite
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,8 @@ def _spec(catalogue, **grid_and_settings):
     dataset_options = grid_and_settings.pop("dataset_options", {})
     metrics = grid_and_settings.pop("metrics", None)
     objective = grid_and_settings.pop("objective", "nsgan")
-    per_sample = any(catalogue.tricks[name].needs_per_sample_gradients for name, _ in catalogue.objectives[objective].tricks)
+    per_sample = any(catalogue.tricks[name].needs_per_sample_gradients
+                     for name, _ in catalogue.objectives[objective].tricks)
     critic_norm = {"critic_norm": "layer"} if per_sample else {}
     suite = {
         **TINY_SUITE,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from test_report import make_spec, write_job
 from torch.testing import assert_close
 
 from bench.report import summary_lines
@@ -19,8 +20,6 @@ from bench.report.analysis import Analysis, analyse
 from bench.report.load import SuiteResults
 from bench.store import MetricRow, SuiteStore
 from bench.suite import ReportConfig
-
-from test_report import make_spec, write_job
 
 HELD = {"modes_held": "higher"}
 Z = scipy.stats.norm.ppf(0.975) + scipy.stats.norm.ppf(0.8)  # two-sided 5%, power 80%

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,12 @@ class JobRunner:
                 # checkpoint; instead the loop checkpoints at its next logging interval, and
                 # then submitit's handler requeues (see below)
                 usr = _submitit_signal()
-                previous[usr] = signal.signal(usr, lambda *_: (preempted.set(), _stop_requested.set()))
+
+                def on_preemption(*_: Any) -> None:
+                    preempted.set()
+                    _stop_requested.set()
+
+                previous[usr] = signal.signal(usr, on_preemption)
             else:
                 # Ctrl-C reaches the job through its process group; SIGTERM is what `bench run`
                 # forwards when it is stopped alone (by `kill` or a supervisor)
@@ -120,8 +126,8 @@ class JobRunner:
                 store.write_status("failed", reason=reason)
                 status = "failed"
             finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+                for signal_number, handler in previous.items():
+                    signal.signal(signal_number, handler)
             if preempted.is_set() and status == "pending":
                 log("preempted: checkpoint written; asking SLURM to requeue this job")
                 handler = previous[_submitit_signal()]
@@ -209,11 +215,11 @@ UNKNOWN_SLURM_JOB_GRACE_S = 600.0
 
 
 def _age_s(timestamp: str | None) -> float:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if not timestamp:
         return float("inf")
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(timestamp)).total_seconds()
+    return (datetime.now(UTC) - datetime.fromisoformat(timestamp)).total_seconds()
 
 
 def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) -> bool:

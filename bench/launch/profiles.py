@@ -189,7 +189,8 @@ def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
     for key_node, _ in root.value:
         line = key_node.start_mark.line + 1
         if key_node.value in seen:
-            problems.append(Problem((key_node.value,), f"duplicate key, first set on line {seen[key_node.value]}", line))
+            problems.append(
+                Problem((key_node.value,), f"duplicate key, first set on line {seen[key_node.value]}", line))
         else:
             seen[key_node.value] = line
     return problems

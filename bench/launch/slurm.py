@@ -250,7 +250,8 @@ def send_signal(job_id: str, signal: str = "USR2") -> None:
 
 
 class _Spec(Protocol):
-    job_id: str
+    @property
+    def job_id(self) -> str: ...
 
 
 class Runner(Protocol):
@@ -258,7 +259,8 @@ class Runner(Protocol):
     ("done", "diverged", "failed"); `spec.job_id` names it. A `checkpoint` method makes it requeue
     itself on USR2 (see the module docstring)."""
 
-    spec: _Spec
+    @property
+    def spec(self) -> _Spec: ...
 
     def __call__(self) -> str: ...
 

@@ -116,6 +116,10 @@ def metric_directions() -> dict[str, Direction]:
 
 
 # evaluators register themselves on import; these lines make every one available with the package
-from bench.metrics import mixture  # noqa: E402,F401
+from bench.metrics import (  # noqa: E402,F401
+    fidelity,
+    mixture,  # noqa: E402,F401
+    reconstruction,
+    stacked,
+)
 from bench.metrics.mixture import ModeStats, mixture_mode_stats  # noqa: E402,F401
-from bench.metrics import fidelity, reconstruction, stacked  # noqa: E402,F401

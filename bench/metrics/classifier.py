@@ -363,7 +363,8 @@ def feature_extractor_class() -> type:
     """
     tf = torch_fidelity()
 
-    class ClassifierFeatureExtractor(tf.FeatureExtractorBase):
+    # torch-fidelity ships no type information and is imported lazily (bench.vision)
+    class ClassifierFeatureExtractor(tf.FeatureExtractorBase):  # type: ignore[name-defined]
         """torch-fidelity feature extractor over a cached bench classifier.
 
         Input: (N, C, H, W) uint8 images (torch-fidelity's convention), C, H and W as the classifier

@@ -269,20 +269,20 @@ def _padded(
     return arrays["steps"], arrays["wall_s"], arrays["values"], lengths, valid
 
 
-def _statuses(statuses: Sequence[str] | None, num_curves: int) -> np.ndarray:
+def _statuses(statuses: Sequence[str] | np.ndarray | None, num_curves: int) -> np.ndarray:
     if statuses is None:
         return np.full(num_curves, "done", dtype=object)
-    statuses = np.asarray(statuses, dtype=object)
-    if statuses.shape != (num_curves,):
-        raise ValueError(f"statuses must have shape ({num_curves},), got {statuses.shape}")
-    unknown = sorted(set(statuses.tolist()) - set(STATUSES))
+    checked = np.asarray(statuses, dtype=object)
+    if checked.shape != (num_curves,):
+        raise ValueError(f"statuses must have shape ({num_curves},), got {checked.shape}")
+    unknown = sorted(set(checked.tolist()) - set(STATUSES))
     if unknown:
         raise ValueError(f"status {unknown[0]!r}; valid: {', '.join(STATUSES)}")
-    return statuses
+    return checked
 
 
 def divergence_steps(
-    steps: ArrayLike, values: ArrayLike, lengths: ArrayLike, *, statuses: Sequence[str]
+    steps: ArrayLike, values: ArrayLike, lengths: ArrayLike, *, statuses: Sequence[str] | np.ndarray
 ) -> np.ndarray:
     """`divergence_step` of N padded curves: (N,) float. steps, values: (N, T); lengths: (N,) ints,
     curve i being its first lengths[i] positions (the rest is ignored); statuses: (N,) job statuses."""
@@ -318,7 +318,7 @@ class CurveSummaries:
 
     def curve(self, index: int) -> CurveSummary:
         """The summary of curve `index`, as `summarise_curve` returns it."""
-        fields = {}
+        fields: dict[str, Any] = {}
         for name, value in vars(self).items():
             if isinstance(value, np.ndarray):
                 fields[name] = bool(value[index]) if name == "reached" else float(value[index])
@@ -342,7 +342,7 @@ def summarise_curves(
     direction: Direction,
     threshold: float | None = None,
     last_k: int = 3,
-    statuses: Sequence[str] | None = None,
+    statuses: Sequence[str] | np.ndarray | None = None,
 ) -> CurveSummaries:
     """`summarise_curve` of N curves at once, padded to a common length T.
 

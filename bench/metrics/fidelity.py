@@ -152,7 +152,8 @@ def write_random_inception_weights(path: Path, *, seed: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    class _Unloaded(torch_fidelity().FeatureExtractorInceptionV3):
+    # torch-fidelity ships no type information and is imported lazily (bench.vision)
+    class _Unloaded(torch_fidelity().FeatureExtractorInceptionV3):  # type: ignore[misc]
         def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:  # keeps the random init
             return None
 
@@ -385,7 +386,8 @@ CLASSIFIER_OPTIONS: dict[str, Option] = {
 }
 INCEPTION_OPTIONS: dict[str, Option] = {
     "samples": _samples(INCEPTION_SAMPLES),
-    "real_split": Option("train", str, choices=("test", "train"), description="the real images: the test or train split"),
+    "real_split": Option("train", str, choices=("test", "train"),
+                         description="the real images: the test or train split"),
     **_COMMON_OPTIONS,
     "batch_size": _batch_size(64),
     INCEPTION_WEIGHTS_OPTION: Option(
@@ -437,7 +439,8 @@ FIDELITY_CLASSIFIER = register_evaluator(
     Evaluator(
         name="fidelity-classifier",
         description="FID, IS, KID, precision/recall in the feature space of bench's small per-dataset classifier",
-        cost="~0.6 s per 1k samples on one CPU core, ~6 s at the default 10k (first use trains the classifier: ~20-30 s)",
+        cost=("~0.6 s per 1k samples on one CPU core, ~6 s at the default 10k "
+              "(first use trains the classifier: ~20-30 s)"),
         metrics=_metric_infos("classifier", "classifier"),
         # the classifier trains on the dataset's labels, so they must be known before it is read; Stacked
         # MNIST's stacks are scored by stacked-modes with the digit classifier instead

@@ -19,7 +19,7 @@ threshold, divergence step) comes from bench.metrics.convergence.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -202,7 +202,8 @@ def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]
     thresholds = thresholds or {}
     rows = _curve_rows(metrics, ended["job_id"], list(directions))
     frames = []
-    for metric, curves in rows.groupby("metric", sort=True):
+    for metric_key, curves in rows.groupby("metric", sort=True):
+        metric = cast(str, metric_key)  # pandas types a group key as any scalar; these are metric names
         job_ids, matrices, lengths = _padded_curves(curves, ("step", "wall_s", "value"))
         summaries = summarise_curves(matrices["step"], matrices["wall_s"], matrices["value"], lengths,
                                      direction=directions[metric], threshold=thresholds.get(metric),
@@ -477,24 +478,26 @@ def compare_to_baseline(scores: pd.DataFrame, axes: Sequence[str], baseline: str
     ranked = scores.loc[scores["metric"].isin(list(directions))]
     records = []
     for (metric, *cell), group in ranked.groupby(["metric", *cell_axes], sort=True, dropna=False):
-        by_objective = {name: frame.set_index("seed").sort_index() for name, frame in group.groupby("objective", sort=True)}
+        by_objective = {cast(str, name): frame.set_index("seed").sort_index()
+                        for name, frame in group.groupby("objective", sort=True)}
         if baseline not in by_objective:
             continue
         base = by_objective[baseline]
+        direction = directions[cast(str, metric)]
         for objective, frame in by_objective.items():
             if objective == baseline:
                 continue
             shared = frame.index.intersection(base.index)
             if len(shared):
                 used_x, used_y = frame.loc[shared], base.loc[shared]
-                x = oriented(used_x["score"].to_numpy(), directions[metric])
-                y = oriented(used_y["score"].to_numpy(), directions[metric])
+                x = oriented(used_x["score"].to_numpy(), direction)
+                y = oriented(used_y["score"].to_numpy(), direction)
                 result = paired_test(x, y)
                 effect_size = walsh_positive_fraction(paired_differences(x, y))
             else:
                 used_x, used_y = frame, base
-                x = oriented(used_x["score"].to_numpy(), directions[metric])
-                y = oriented(used_y["score"].to_numpy(), directions[metric])
+                x = oriented(used_x["score"].to_numpy(), direction)
+                y = oriented(used_y["score"].to_numpy(), direction)
                 result = unpaired_test(x, y)
                 effect_size = probability_of_improvement(x, y)
             left_out = [f"seed {seed} ({objective} only)" for seed in frame.index.difference(shared)] + [

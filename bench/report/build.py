@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,18 @@ from bench.report.analysis import ALPHA, Analysis, analyse
 from bench.report.load import SuiteResults, load_results
 from bench.report.references import Reproduction, compare_references, reproductions_section
 from bench.report.references import summary_lines as reproduction_lines
-from bench.report.render import Bullets, Document, Image, Paragraph, Section, Table, fmt, to_html, to_markdown
+from bench.report.render import (
+    Block,
+    Bullets,
+    Document,
+    Image,
+    Paragraph,
+    Section,
+    Table,
+    fmt,
+    to_html,
+    to_markdown,
+)
 from bench.report.stats import POWER, median_ci_ranks
 from bench.report.summary import (
     REPRODUCTIONS_TITLE,
@@ -195,7 +207,8 @@ def _mixture_centres(jobs: pd.DataFrame, panels: pd.DataFrame, suite_dir: Path,
 
     centres: dict[str, np.ndarray | None] = {}
     option_columns = [c for c in jobs.columns if c.startswith("dataset.")]
-    for dataset, job_id in panels.groupby("dataset")["job_id"].first().items():
+    for dataset_key, job_id in panels.groupby("dataset")["job_id"].first().items():
+        dataset = cast(str, dataset_key)
         row = jobs.loc[jobs["job_id"] == job_id, option_columns].iloc[0]
         options = {c.removeprefix("dataset."): json.loads(v) for c, v in row.items() if isinstance(v, str)}
         try:
@@ -242,7 +255,9 @@ def _draw_figures(results: SuiteResults, analysis: Analysis, figures_dir: Path) 
         drawn["images"] = figs.image_grid_figure(images, analysis.cells, analysis.objectives,
                                                  figures_dir / "samples_images.png")
     if len(analysis.ranks):
-        mean_ranks = analysis.ranks.groupby(["objective", "cell"], as_index=False)["rank"].mean()
+        # as_index=False gives a frame (objective, cell, rank); pandas-stubs types it as a Series
+        mean_ranks = cast(pd.DataFrame,
+                          analysis.ranks.groupby(["objective", "cell"], as_index=False)["rank"].mean())
         seeds = figs.seeds_text(analysis.summary["runs"])
         order = list(_ranking_table(analysis).index)
         drawn["ranks"] = figs.rank_heatmap_figure(mean_ranks, order, analysis.cells, figures_dir / "rank_heatmap.png",
@@ -350,6 +365,7 @@ def _jobs_section(analysis: Analysis) -> Section:
                      f"{record['survived']}/{record['runs']}", str(record["failed_to_train"]),
                      "n/a" if not np.isfinite(rate) else f"{rate:.0%}",
                      fmt(record["median_divergence_step"]), fmt(record["train_s"])))
+    blocks: list[Block]
     blocks = [Paragraph("Jobs per group by status. Survived = runs that finished and trained / runs that ended (done, "
                         "diverged or failed); a done run failed to train when its final value of a metric with a "
                         "failed-to-train rule is no better than that rule's value. Divergence rate = diverged / "
@@ -452,7 +468,8 @@ def _metric_sections(analysis: Analysis, drawn: dict[str, figs.FigureFile], repo
              fmt(r["best_step_median"]))
             for cells, r in zip(_group_cells(summary, analysis), records))
         blocks: list = [Paragraph(f"`{metric}`: {direction} is better."), Table(columns, rows),
-                        Paragraph(f"Convergence and stability of `{metric}` (windows: {_windows_text(analysis, metric)}):"),
+                        Paragraph(f"Convergence and stability of `{metric}` "
+                                  f"(windows: {_windows_text(analysis, metric)}):"),
                         Table(curve_columns, curve_rows)]
         if f"final:{metric}" in drawn:
             blocks.append(_image(drawn[f"final:{metric}"], report_dir))
@@ -545,7 +562,8 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
         "alpha/m (Noether 1987).")]
     order = {name: k for k, name in enumerate(analysis.objectives)}
     sentences = []
-    for metric, frame in table.groupby("metric", sort=True):
+    for metric_key, frame in table.groupby("metric", sort=True):
+        metric = cast(str, metric_key)
         frame = frame.assign(_order=frame["objective"].map(order)).sort_values(["cell", "_order"], kind="stable")
         rows = []
         for r in frame.to_dict("records"):

@@ -21,17 +21,17 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.collections import PolyCollection  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.report.stats import mean_ci  # noqa: E402
 
@@ -157,7 +157,8 @@ def _draw_bands(axes: np.ndarray, data: pd.DataFrame, drops: pd.DataFrame, rows:
     polygons: dict[tuple[int, int], list[np.ndarray]] = {}
     colours: dict[tuple[int, int], list[tuple[float, ...]]] = {}
     marks = drops.set_index(["metric", "cell", "objective", "step"])[["n", "runs"]] if len(drops) else None
-    for (metric, cell, objective), curve in data.groupby(["metric", "cell", "objective"], sort=False):
+    for key, curve in data.groupby(["metric", "cell", "objective"], sort=False):
+        metric, cell, objective = cast(tuple[str, str, str], key)  # pandas types group keys as Hashable
         colour = palette[objective]
         mean, low, high = (curve[c].to_numpy() for c in ("mean", "mean_lo", "mean_hi"))
         keep = np.isfinite(low) & np.isfinite(high)
@@ -174,7 +175,8 @@ def _draw_bands(axes: np.ndarray, data: pd.DataFrame, drops: pd.DataFrame, rows:
                 continue
             for step, x_value, y_value in zip(curve["step"], xs, mean):
                 if (metric, cell, objective, step) in marks.index:
-                    n, runs = marks.loc[(metric, cell, objective, step)]
+                    # pandas-stubs types .loc keys as (rows, columns) pairs, not a MultiIndex's full key
+                    n, runs = marks.loc[(metric, cell, objective, step)]  # type: ignore[index]
                     axes[where].plot([x_value], [y_value], marker="o", mfc="white", mec=colour, ms=5, zorder=4)
                     axes[where].annotate(f"n={int(n)}/{int(runs)}", (x_value, y_value), textcoords="offset points",
                                          xytext=(3, 4), fontsize=7, color=colour)
@@ -313,7 +315,7 @@ def distribution_figure(scores: pd.DataFrame, metric: str, cells: Sequence[str],
             colours = np.repeat(np.array([palette[o] for o in present]).reshape(-1, 3), counts, axis=0)
             ax.scatter(xs, np.concatenate(values), s=12, c=colours, edgecolor="black", lw=0.4, zorder=3)
             runs = data.loc[data["cell"] == cell].groupby("objective")["survived"].agg(["sum", "size"])
-            labels = [f"{o} ({int(runs.loc[o, 'sum'])}/{int(runs.loc[o, 'size'])})" if o in runs.index else o
+            labels = [f"{o} ({int(runs['sum'][o])}/{int(runs['size'][o])})" if o in runs.index else o
                       for o in present]
             ax.set_xticks(np.arange(len(present)), labels, rotation=45, ha="right", rotation_mode="anchor")
             ax.set_xlabel("")
@@ -392,26 +394,28 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
     axes_style, context = _styled()
     with axes_style, context:
         figure, axes = _sample_grid(shown, objectives, POINTS_INCHES)
-        for (cell, objective), ax in axes.items():
+        for (_, objective), ax in axes.items():
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_aspect("equal")
             ax.set_title(objective)
             ax.text(0.5, 0.5, "no samples", transform=ax.transAxes, ha="center", va="center", color="0.6",
                     gid="placeholder")
-        for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
-            ax = axes[panel.cell, panel.objective]
+        # one per drawn panel, at most MAX_FACETS x objectives
+        for cell, objective, seed, dataset, samples in zip(panels["cell"], panels["objective"], panels["seed"],
+                                                           panels["dataset"], panels["path"]):
+            ax = axes[cell, objective]
             for text in ax.texts:
                 text.remove()
-            points = np.load(panel.path)[:1500]
-            ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, color=palette[panel.objective], linewidths=0)
-            modes = centres.get(panel.dataset)
+            points = np.load(samples)[:1500]
+            ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, color=palette[objective], linewidths=0)
+            modes = centres.get(dataset)
             if modes is not None:
                 ax.scatter(modes[:, 0], modes[:, 1], s=30, marker="x", color="black", lw=1.2)
                 span = np.abs(modes).max() * 1.5
                 ax.set_xlim(-span, span)
                 ax.set_ylim(-span, span)
-            ax.set_title(f"{panel.objective} (seed {panel.seed})")
+            ax.set_title(f"{objective} (seed {seed})")
         _save(figure, path)
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
@@ -425,16 +429,18 @@ def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Se
     as the grid's own pixels at `DPI` (within `IMAGE_INCHES`)."""
     shown = list(cells)[:MAX_FACETS]
     panels = panels.loc[panels["cell"].isin(shown)]
-    images = {(p.cell, p.objective): plt.imread(p.path) for p in panels.itertuples(index=False)}
+    images = {(cell, objective): plt.imread(grid)
+              for cell, objective, grid in zip(panels["cell"], panels["objective"], panels["path"])}
     pixels = max((max(image.shape[:2]) for image in images.values()), default=0)
     side = min(max(pixels / DPI, IMAGE_INCHES[0]), IMAGE_INCHES[1])
     figure, axes = _sample_grid(shown, objectives, side)
     for ax in axes.values():
         ax.set_axis_off()
-    for panel in panels.itertuples(index=False):  # one per drawn panel, at most MAX_FACETS x objectives
-        ax = axes[panel.cell, panel.objective]
-        ax.imshow(images[panel.cell, panel.objective], interpolation="nearest")
-        ax.set_title(f"{panel.objective} (seed {panel.seed})", fontsize=10)
+    # one per drawn panel, at most MAX_FACETS x objectives
+    for cell, objective, seed in zip(panels["cell"], panels["objective"], panels["seed"]):
+        ax = axes[cell, objective]
+        ax.imshow(images[cell, objective], interpolation="nearest")
+        ax.set_title(f"{objective} (seed {seed})", fontsize=10)
     _save(figure, path)
     return FigureFile(path, "Generated samples", "Final sample grid per objective; n = 1 seed per panel, the lowest "
                                                  f"surviving seed{_more_cells(shown, cells)}.")
@@ -447,7 +453,8 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
 
     `ranks` has columns objective, cell, rank (already averaged over metrics).
     """
-    table = ranks.pivot(index="objective", columns="cell", values="rank").reindex(index=objectives, columns=cells)
+    table = (ranks.pivot(index="objective", columns="cell", values="rank")
+             .reindex(index=list(objectives), columns=list(cells)))
     axes_style, context = _styled()
     with axes_style, context:
         longest = max((len(part) for cell in cells for part in cell.split(", ")), default=4)

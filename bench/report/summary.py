@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -143,7 +144,7 @@ def _fastest(analysis: Analysis, cell: str) -> list[str]:
     lines = []
     rows = table.loc[table["cell"] == cell]
     for (metric, threshold), group in rows.groupby(["metric", "threshold"], sort=True):
-        word = "<=" if analysis.directions[metric] == "lower" else ">="
+        word = "<=" if analysis.directions[cast(str, metric)] == "lower" else ">="
         parts = []
         for column, axis in (("median_step", "step"), ("median_grad_evals", "grad_evals"),
                              ("median_wall_s", "wall_s")):
@@ -187,7 +188,7 @@ def _casualties(analysis: Analysis, cell: str) -> list[str]:
             if outcome == "failed to train":
                 text += _seed_list(lost["seed"], lost["why"])
             elif outcome == "diverged" and objective in divergence.index:
-                step = divergence.loc[objective, "median_divergence_step"]
+                step = divergence["median_divergence_step"][objective]
                 text += f" (median divergence step {score_text(step)})"
             elif outcome == "failed":
                 reasons = analysis.jobs.set_index("job_id").loc[lost["job_id"], "reason"]
