@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from conftest import REPO, TINY_SUITE, write_suite
 
 import bench.preflight
@@ -165,3 +166,22 @@ def test_submitted_jobs_count_as_live_when_accounting_does_not_answer(tmp_path: 
     store.job(jobs[0].job_id).write_status("pending", slurm_job_id="5_0")
     assert len(plan_jobs(jobs, store).live) == 0
     assert len(plan_jobs(jobs, store, slurm_unanswered=True).live) == 1
+
+
+def test_mlflow_runs_are_named_by_the_axes_the_suite_compares() -> None:
+    from bench.catalogue import build_catalogue
+    from bench.run import _compared_keys
+    from bench.suite import parse_suite, varying_fields
+    from bench.tracking import run_label
+
+    suite = parse_suite(yaml.safe_dump({
+        **TINY_SUITE, "dataset": None,
+        "grid": {"dataset": ["ring8", "grid25"], "objective": ["nsgan", "wgan"], "arch": ["mlp"], "seed": [0, 1]},
+        "train": {key: value for key, value in TINY_SUITE["train"].items() if key != "lr"},
+    }), build_catalogue())
+    varying = varying_fields(list(suite.jobs))
+    assert {"lr_g", "optimizer", "dataset.std"} <= set(varying)  # they vary, but only with an axis
+    keys = _compared_keys(suite, varying)
+    assert keys == ["dataset", "objective", "seed"]
+    wgan = next(job for job in suite.jobs if job.objective == "wgan" and job.dataset == "grid25")
+    assert run_label(wgan.flat(), keys)[0] == f"wgan / mlp / seed {wgan.seed} / dataset=grid25"
