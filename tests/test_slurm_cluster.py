@@ -219,12 +219,14 @@ class ToyRunner:
 
 
 class RecordingBar:
-    def __init__(self) -> None:
-        self.finished: dict[str, int] = {}
+    """Records what `submit_array` reports: each ended job once, with its status."""
 
-    def update(self, *, finished: dict[str, int], running: int) -> None:
-        for bucket, count in finished.items():
-            self.finished[bucket] = self.finished.get(bucket, 0) + count
+    def __init__(self) -> None:
+        self.finished: dict[str, str] = {}
+
+    def update(self, *, finished: dict[str, str], running: list[str]) -> None:
+        assert not set(finished) & set(self.finished), "a job reported as ended twice"
+        self.finished.update(finished)
 
 
 def local_profile(**changes: object) -> SlurmProfile:
@@ -314,7 +316,7 @@ def test_submit_array_waits_and_reports_each_status(cluster_cpus: int, tmp_path:
     statuses = slurm.submit_array(runners, folder=tmp_path / "submitit", profile=local_profile(array_parallelism=3),
                                   bar=bar, echo=messages.append, poll_s=1.0)
     assert statuses == {"job-a": "done", "job-b": "diverged", "job-c": "failed"}
-    assert bar.finished == {"done": 1, "diverged": 1, "failed": 1}
+    assert bar.finished == {"job-a": "done", "job-b": "diverged", "job-c": "failed"}
     assert re.fullmatch(rf"submitted 3 jobs as SLURM array \d+ \(logs: {re.escape(str(tmp_path))}/submitit\)",
                         messages[0]), messages
 
