@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.registry import Option, option_defaults, option_problems
 from bench.spec import JobSpec, freeze_options
-from bench.yamlerrors import Problem, pydantic_problems
+from bench.yamlerrors import Problem, line_index, locate, pydantic_problems
 
 # ------------------------------------------------------------------------------------------------
 # What the suite is validated against (filled from the registries by bench.catalogue). `options` are
@@ -316,23 +316,7 @@ def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
         root = yaml.compose(text)
     except yaml.YAMLError:
         return {}
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                sub = path + (key_node.value,)
-                lines[sub] = key_node.start_mark.line + 1
-                walk(value_node, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                sub = path + (index,)
-                lines[sub] = item.start_mark.line + 1
-                walk(item, sub)
-
-    if root is not None:
-        walk(root, ())
-    return lines
+    return line_index(root)
 
 
 def _choices(values: Iterable[str]) -> str:
@@ -409,15 +393,7 @@ def parse_suite(text: str, catalogue: Catalogue, *, source: str = "<suite>") -> 
     lines = _line_index(text)
 
     def located(problems: list[Problem]) -> list[Problem]:
-        out = []
-        for problem in problems:
-            line = problem.line
-            for cut in range(len(problem.path), 0, -1):
-                if line:
-                    break
-                line = lines.get(tuple(problem.path[:cut]))
-            out.append(Problem(problem.path, problem.message, line))
-        return sorted(out, key=lambda problem: problem.line or 0)
+        return locate(problems, lines)
 
     loader = _UniqueKeyLoader(text)
     try:
