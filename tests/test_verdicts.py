@@ -360,3 +360,10 @@ def test_unranked_metrics_are_shown_and_never_ranked_and_coverage_uses_a_ranked_
     assert "Threshold on `modes_covered` skipped: it is never ranked (ranked metrics: modes_held)." in markdown
     assert "Survivors' mean final modes_held" in markdown  # the coverage figure: the ranked metric
     assert not any("modes_covered" in line for line in result.summary)
+
+
+def test_a_comparison_without_any_observed_effect_says_so():
+    from bench.report.summary import seeds_needed_text
+
+    assert seeds_needed_text(float("inf")) == "no effect was observed, so no seed count would decide it"
+    assert seeds_needed_text(17.0) == "the observed effect would need about 17 seeds"

@@ -51,9 +51,10 @@ def verdict_text(record: dict) -> str:
 
 
 def seeds_needed_text(value: float) -> str:
+    """The clause on the seeds an observed effect would need (`value` inf: no effect was observed)."""
     if not np.isfinite(value):
-        return "no effect observed"
-    return f"about {int(value)}"
+        return "no effect was observed, so no seed count would decide it"
+    return f"the observed effect would need about {int(value)} seeds"
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,11 @@ def _comparisons(analysis: Analysis, cell: str, metric: str) -> list[str]:
             lines.append(f"{against}: {winner} better ({test_text(r['test'])}, Holm p = {score_text(r['p_holm'])}, "
                          f"P(improvement) = {score_text(r['probability_of_improvement'], 3)}, {pairing}{left_out}).")
         elif r["verdict"] == "undecidable":
-            lines.append(f"{against}: {verdict_text(r)}; the observed effect would need "
-                         f"{seeds_needed_text(r['seeds_needed'])} seeds ({pairing}{left_out}).")
+            lines.append(f"{against}: {verdict_text(r)}; "
+                         f"{seeds_needed_text(r['seeds_needed'])} ({pairing}{left_out}).")
         else:
-            lines.append(f"{against}: {verdict_text(r)} (Holm p = {score_text(r['p_holm'])}); the observed effect "
-                         f"would need {seeds_needed_text(r['seeds_needed'])} seeds ({pairing}{left_out}).")
+            lines.append(f"{against}: {verdict_text(r)} (Holm p = {score_text(r['p_holm'])}); "
+                         f"{seeds_needed_text(r['seeds_needed'])} ({pairing}{left_out}).")
     return lines
 
 
