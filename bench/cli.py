@@ -15,13 +15,16 @@ Errors are one message, never a traceback, for anything a user can fix or a serv
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.registry import Option
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,37 +49,26 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _checked(option: Option) -> Callable[[str], Any]:
+    """An argparse type that reads a value and checks it against `option`, the declaration every
+    suite option is checked against too (bench.registry.Option)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = option.type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option.check(text)}, got {text!r}") from None
+        problem = option.check(value) or (None if math.isfinite(value) else "must be finite")
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 1..65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
-    return value
+positive_int = _checked(Option(1, int, low=1, description="a count of at least one"))
+positive_float = _checked(Option(1.0, float, low=0, low_open=True, description="a positive number"))
+port_number = _checked(Option(5000, int, low=1, high=65535, description="a TCP port"))
 
 
 def _terminal_width() -> int:

@@ -33,12 +33,12 @@ def test_parallelism_and_threads_must_be_positive(tmp_path: Path, capsys, flag: 
     suite = write_suite(tmp_path, {"executor": {"name": "local"}})
     err = usage_error(capsys, ["run", str(suite), flag, value])
     shown = repr(value) if value == "two" else value
-    assert f"argument {flag}: must be a positive integer, got {shown}" in err
+    assert f"argument {flag}: must be an integer >= 1, got {shown}" in err
     assert not (tmp_path / "results").exists()
 
 
 def test_a_port_out_of_range(capsys) -> None:
-    assert "argument --port: must be a port number (1-65535), got 70000" in usage_error(
+    assert "argument --port: must be an integer in [1, 65535], got 70000" in usage_error(
         capsys, ["ui", "--port", "70000", "--print-only"])
 
 

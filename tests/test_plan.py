@@ -134,7 +134,7 @@ def test_cli_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["plan", str(path), "--effect", "0"])
     assert exited.value.code == 2
-    assert "--effect: must be a positive number, got 0" in capsys.readouterr().err
+    assert "--effect: must be a number > 0, got 0" in capsys.readouterr().err
 
 
 def test_no_baseline_no_comparison(tmp_path: Path, catalogue) -> None:
