@@ -1,6 +1,10 @@
 """Architectures by name: each builds a generator, a critic, an encoder and a pair critic for a data shape.
 
 - `mlp`: the standard toy-GAN multilayer perceptrons, for flat data such as the 2-D mixtures (shape (2,)).
+  Options give the critic its own width and depth, maxout hidden layers (Goodfellow et al. 2013), the
+  generator's hidden layers no bias, and every linear layer N(0, init_std^2) weights with zero biases:
+  together the networks of the ALI / PacGAN mixture experiments (fjxmlzn/PacGAN
+  `synthetic_data_experiments/2DRing_GAN&PacGAN/pacgan_task.py` L43-90, `config.py` L16-22).
 - `dcgan`: the DCGAN of the tutorial in shared seed 003 (ConvTranspose/BatchNorm/ReLU generator ending in
   tanh, Conv/BatchNorm/LeakyReLU(0.2) critic), for square 28, 32 or 64 px images with 1 or 3 channels.
 - `resnet`: SNGAN's CIFAR-10 ResNet (Miyato et al. 2018, appendix): a generator of up-sampling residual
@@ -55,6 +59,7 @@ __all__ = [
     "Architecture",
     "Critic",
     "Generator",
+    "Maxout",
     "MinibatchDiscrimination",
     "PairCritic",
     "SampleCoupling",
@@ -128,6 +133,22 @@ class VirtualBatchNorm(nn.Module):
             var.view(*var.shape, *(1,) * len(spatial)) + self.eps
         )
         return torch.cat([out_ref, out]) * self.weight.view(view) + self.bias.view(view)
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): x (B, in_features) -> (B, units), each unit the largest of
+    `pieces` affine maps of x. One Linear to units * pieces outputs, then the maximum over each unit's
+    consecutive `pieces` outputs, as Blocks' `LinearMaxout` (a Linear, then `Maxout` reshaping the last
+    axis to (units, pieces))."""
+
+    def __init__(self, in_features: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units = units
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(x.shape[0], self.units, self.pieces).amax(dim=2)
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -315,33 +336,65 @@ def _mlp_supports(data_shape: DataShape) -> str | None:
     return None
 
 
-def _mlp_trunk(in_features: int, options: Mapping[str, Any], norm: Callable[[int], nn.Module]) -> nn.Sequential:
+def _mlp_trunk(
+    in_features: int, width: int, depth: int, options: Mapping[str, Any], norm: Callable[[int], nn.Module],
+    *, bias: bool = True, maxout_pieces: int | None = None,
+) -> nn.Sequential:
+    """(B, in_features) -> (B, width): `depth` hidden layers, each Linear -> norm -> activation, or, with
+    `maxout_pieces`, a maxout layer of that many pieces -> norm."""
     layers: list[nn.Module] = []
-    for _ in range(options["depth"]):
-        layers += [nn.Linear(in_features, options["width"]), norm(options["width"]), _activation(options["activation"])]
-        in_features = options["width"]
+    for _ in range(depth):
+        if maxout_pieces is None:
+            layers += [nn.Linear(in_features, width, bias=bias), norm(width), _activation(options["activation"])]
+        else:
+            layers += [Maxout(in_features, width, maxout_pieces), norm(width)]
+        in_features = width
     return nn.Sequential(*layers)
 
 
+def _mlp_critic_trunk(in_features: int, options: Mapping[str, Any]) -> tuple[nn.Sequential, int]:
+    """The critic's hidden layers (critic_width, critic_depth, critic_maxout_pieces) and their width."""
+    width = options["critic_width"] or options["width"]
+    depth = options["critic_depth"] or options["depth"]
+    trunk = _mlp_trunk(in_features, width, depth, options, lambda n: _critic_norm(options, n, 1),
+                       maxout_pieces=options["critic_maxout_pieces"])
+    return trunk, width
+
+
+def _mlp_init(module: nn.Module, options: Mapping[str, Any]) -> nn.Module:
+    """With `init_std`, every linear weight (maxout pieces and output layers included) drawn from
+    N(0, init_std^2) and every bias 0 (Blocks' IsotropicGaussian and Constant(0)); otherwise torch's
+    default init, untouched."""
+    if options["init_std"] is not None:
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, 0.0, options["init_std"])
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return module
+
+
 def _mlp_generator(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
-    trunk = _mlp_trunk(latent_dim, options, lambda n: _generator_norm(options["norm"], n, 1))
+    trunk = _mlp_trunk(latent_dim, options["width"], options["depth"], options,
+                       lambda n: _generator_norm(options["norm"], n, 1), bias=options["generator_hidden_bias"])
     net = nn.Sequential(*trunk, nn.Linear(options["width"], data_shape[0]))
-    return Generator(net, latent_dim, data_shape, options["norm"] == "virtual-batch")
+    return _mlp_init(Generator(net, latent_dim, data_shape, options["norm"] == "virtual-batch"), options)
 
 
 def _mlp_critic(data_shape: DataShape, critic_outputs: int, options: Mapping[str, Any]) -> nn.Module:
-    trunk = _mlp_trunk(data_shape[0], options, lambda n: _critic_norm(options, n, 1))
-    return _finish_critic(Critic(trunk, _Head(options["width"], critic_outputs, options, bias=True)), options)
+    trunk, width = _mlp_critic_trunk(data_shape[0], options)
+    critic = _mlp_init(Critic(trunk, _Head(width, critic_outputs, options, bias=True)), options)
+    return _finish_critic(critic, options)
 
 
 def _mlp_encoder(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
-    trunk = _mlp_trunk(data_shape[0], options, lambda n: nn.Identity())
-    return nn.Sequential(*trunk, nn.Linear(options["width"], latent_dim))
+    trunk = _mlp_trunk(data_shape[0], options["width"], options["depth"], options, lambda n: nn.Identity())
+    return _mlp_init(nn.Sequential(*trunk, nn.Linear(options["width"], latent_dim)), options)
 
 
 def _mlp_pair_critic(data_shape: DataShape, latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
-    joint = _mlp_trunk(data_shape[0] + latent_dim, options, lambda n: _critic_norm(options, n, 1))
-    critic = PairCritic(nn.Identity(), nn.Identity(), joint, _Head(options["width"], 1, options, bias=True))
+    joint, width = _mlp_critic_trunk(data_shape[0] + latent_dim, options)
+    critic = _mlp_init(PairCritic(nn.Identity(), nn.Identity(), joint, _Head(width, 1, options, bias=True)), options)
     return _finish_critic(critic, options)
 
 
@@ -355,6 +408,19 @@ ARCHS.register(
             "depth": Option(3, int, low=1, description="hidden layers"),
             "activation": Option("relu", str, choices=("relu", "leaky_relu"),
                                  description="hidden activation (leaky slope 0.2)"),
+            "critic_width": Option(None, int, low=1, nullable=True,
+                                   description="the critic's hidden units per layer (null: width; PacGAN: 200)"),
+            "critic_depth": Option(None, int, low=1, nullable=True,
+                                   description="the critic's hidden layers (null: depth; PacGAN: 3)"),
+            "critic_maxout_pieces": Option(None, int, low=2, nullable=True, description=(
+                "the critic's hidden layers are maxout units of this many pieces in place of linear + activation "
+                "(null: linear + activation; PacGAN: 5)")),
+            "generator_hidden_bias": Option(True, bool, description=(
+                "bias in the generator's hidden linear layers (PacGAN: none, batch norm follows); the output "
+                "layer keeps its bias")),
+            "init_std": Option(None, float, low=0.0, low_open=True, nullable=True, description=(
+                "every linear weight N(0, init_std^2) and every bias 0 (null: torch's default init; "
+                "PacGAN: 0.02)")),
             **_common_options(generator_norm="none", critic_norm="none"),
         }),
         supports=_mlp_supports,

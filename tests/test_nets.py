@@ -15,6 +15,7 @@ from torch.testing import assert_close
 
 from bench.nets import (
     ARCHS,
+    Maxout,
     MinibatchDiscrimination,
     VirtualBatchNorm,
     arch_option_defaults,
@@ -344,10 +345,61 @@ def test_mlp_layout_and_activation() -> None:
     assert sum(isinstance(m, nn.ReLU) for m in critic.modules()) == 3
 
 
+def test_maxout_takes_the_largest_of_each_units_pieces() -> None:
+    maxout = Maxout(in_features=2, units=2, pieces=3)
+    with torch.no_grad():
+        # outputs 0-2 are unit 0's pieces, 3-5 unit 1's (Blocks' LinearMaxout layout)
+        maxout.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0],
+                                                 [1.0, 1.0], [0.0, -1.0], [0.0, 0.0]]))
+        maxout.linear.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.5]))
+    x = torch.tensor([[2.0, -3.0], [-1.0, 4.0]])
+    # row 0: unit 0 max(2, -3, -2) = 2, unit 1 max(-1, 3, 0.5) = 3; row 1: max(-1, 4, 1) = 4, max(3, -4, 0.5) = 3
+    assert_close(maxout(x), torch.tensor([[2.0, 3.0], [4.0, 3.0]]))
+
+
+PACGAN_MLP = {"width": 400, "depth": 4, "norm": "batch", "generator_hidden_bias": False, "critic_width": 200,
+              "critic_depth": 3, "critic_maxout_pieces": 5, "init_std": 0.02}
+
+
+def test_mlp_builds_pacgans_mixture_networks() -> None:
+    """fjxmlzn/PacGAN synthetic_data_experiments/2DRing_GAN&PacGAN/pacgan_task.py L43-90."""
+    torch.manual_seed(0)
+    generator = build_generator("mlp", data_shape=(2,), latent_dim=2, options=PACGAN_MLP)
+    linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features, m.bias is not None) for m in linears] == [
+        (2, 400, False), (400, 400, False), (400, 400, False), (400, 400, False), (400, 2, True)]
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in generator.modules()) == 4
+    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1, options=PACGAN_MLP)
+    maxouts = [m for m in critic.modules() if isinstance(m, Maxout)]
+    assert [(m.linear.in_features, m.units, m.pieces) for m in maxouts] == [(2, 200, 5), (200, 200, 5), (200, 200, 5)]
+    assert not any(isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.BatchNorm1d)) for m in critic.modules())
+    assert critic.features(torch.zeros(4, 2)).shape == (4, 200) and critic(torch.zeros(4, 2)).shape == (4,)
+    # 2*400 + 3*400*400 + (400*2 + 2) + 4 BN layers of 2*400; (2*1000 + 1000) + 2*(200*1000 + 1000) + (200 + 1)
+    assert (parameter_count(generator), parameter_count(critic)) == (484_802, 405_201)
+    for network in (generator, critic):
+        for layer in (m for m in network.modules() if isinstance(m, nn.Linear)):
+            if layer.bias is not None:
+                assert torch.count_nonzero(layer.bias) == 0
+        weights = torch.cat([m.weight.flatten() for m in network.modules() if isinstance(m, nn.Linear)])
+        assert abs(weights.mean().item()) < 0.001 and abs(weights.std().item() - 0.02) < 0.0005
+
+
+def test_mlp_critic_sizes_default_to_the_generators() -> None:
+    critic = build_critic("mlp", data_shape=(2,), critic_outputs=1, options={"width": 7, "depth": 2})
+    assert [m.out_features for m in critic.modules() if isinstance(m, nn.Linear)] == [7, 7, 1]
+    pair = build_pair_critic("mlp", data_shape=(2,), latent_dim=3,
+                             options={"width": 7, "critic_width": 5, "critic_depth": 1, "critic_maxout_pieces": 2})
+    assert [(m.linear.in_features, m.units) for m in pair.modules() if isinstance(m, Maxout)] == [(5, 5)]
+    default_biases = [m.bias for m in critic.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(bias) > 0 for bias in default_biases)  # torch's init, untouched
+
+
 def test_option_defaults_and_latent_dims() -> None:
     assert arch_option_defaults("mlp") == {
-        "width": 128, "depth": 3, "activation": "relu", "norm": "none", "critic_norm": "none",
-        "spectral_norm": False, "minibatch_discrimination": False, "minibatch_kernels": 100, "minibatch_kernel_dims": 5,
+        "width": 128, "depth": 3, "activation": "relu", "critic_width": None, "critic_depth": None,
+        "critic_maxout_pieces": None, "generator_hidden_bias": True, "init_std": None, "norm": "none",
+        "critic_norm": "none", "spectral_norm": False, "minibatch_discrimination": False, "minibatch_kernels": 100,
+        "minibatch_kernel_dims": 5,
     }
     assert arch_option_defaults("dcgan")["width"] == 64
     assert arch_option_defaults("dcgan")["norm"] == "batch"
@@ -366,7 +418,8 @@ def test_option_defaults_and_latent_dims() -> None:
 
 def test_unknown_option_names_it_and_lists_valid_ones() -> None:
     with pytest.raises(ValueError,
-                       match=r"^architecture 'mlp' has no option 'widht'; valid: activation, critic_norm, depth, "):
+                       match=r"^architecture 'mlp' has no option 'widht'; valid: activation, critic_depth, "
+                             r"critic_maxout_pieces, critic_norm, critic_width, depth, "):
         build_generator("mlp", data_shape=(2,), latent_dim=2, options={"widht": 3})
 
 

@@ -105,6 +105,51 @@ def test_rgan_references_select_their_setup_i_cells(catalogue) -> None:
             assert (job.critic_steps, job.lr_g, job.lr_d, job.betas, job.batch_size) == setup_i
 
 
+REPRODUCTION_SUITES = ["cifar10_losses", "pacgan_mixtures", "pacgan_stacked_mnist"]
+
+
+@pytest.mark.parametrize("name", REPRODUCTION_SUITES)
+def test_each_reproduction_suite_loads_and_its_references_resolve(name: str, catalogue) -> None:
+    suite = load_suite(SUITES / f"{name}.yaml", catalogue)
+    references = suite.config.report.references
+    assert references
+    grid_objectives = set(suite.config.grid["objective"]) | {rule["objective"] for rule in suite.config.include
+                                                             if "objective" in rule}
+    for reference in references:
+        jobs = [job for job in suite.jobs if reference_matches(reference.where, job)]
+        assert jobs, reference
+        assert reference.where.get("objective", jobs[0].objective) in grid_objectives
+        for job in jobs:
+            computed = {produced for metric in job.metrics for produced in catalogue.metrics[metric].produces}
+            assert reference.metric in computed, (reference.metric, job.metrics)
+        assert reference.source.startswith(("[code]", "[table-img]", "[page]", "[2nd]"))
+
+
+def test_pacgan_mixture_references_select_each_datasets_ten_seeds(catalogue) -> None:
+    suite = load_suite(SUITES / "pacgan_mixtures.yaml", catalogue)
+    expected = {  # PacGAN Table 1 GAN row, then VEEGAN Table 1 GAN row
+        "ring8": [("modes_covered", 6.3), ("high_quality_fraction", 0.982),
+                  ("modes_covered", 1.0), ("high_quality_fraction", 0.993)],
+        "grid25": [("modes_covered", 17.3), ("high_quality_fraction", 0.948),
+                   ("modes_covered", 3.3), ("high_quality_fraction", 0.005)],
+    }
+    references = suite.config.report.references
+    assert sorted((r.where["dataset"], r.metric, r.value) for r in references) == sorted(
+        (dataset, metric, value) for dataset, pairs in expected.items() for metric, value in pairs)
+    protocol = {"ring8": (("radius", 1.0), ("std", 0.01)), "grid25": (("spacing", 2.0), ("std", 0.05))}
+    for reference in references:
+        jobs = [job for job in suite.jobs if reference_matches(reference.where, job)]
+        assert sorted(job.seed for job in jobs) == list(range(10))
+        for job in jobs:
+            assert job.dataset_options == protocol[job.dataset]
+            assert (job.objective, job.batch_size, job.lr_g, job.lr_d, job.betas) == (
+                "nsgan", 100, 1e-4, 1e-4, (0.8, 0.999))
+            assert dict(job.metric_options)["mixture-modes"] == (
+                ("covered_min_samples", 1), ("quality_sigmas", 3.0), ("samples", 2500))
+        # the paper's length is on the reference, so the report names bench's shorter runs
+        assert reference.steps in (400_000, None) and jobs[0].steps < 400_000
+
+
 def test_where_values_compare_as_the_job_ran(catalogue) -> None:
     suite = parse_suite(yaml.safe_dump({**TINY_SUITE, "train": {**TINY_SUITE["train"], "spectral_norm": True}}),
                         catalogue)
