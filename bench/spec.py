@@ -34,6 +34,10 @@ class JobSpec:
     `reuse_fakes` makes the generator step reuse the critic step's fakes, as the PyTorch DCGAN
     tutorial's loop does (one critic step only; the generator's noise stream then advances once
     per step instead of twice).
+    `trial` is the index of the suite's `search` trial the job belongs to (None without a search),
+    and `search` the values that trial sampled for this job, by search-space name (`lr`, `beta1`,
+    `objective.<option>`, `trick.<name>.<option>`; bench.suite.sample_trial); both are part of the
+    id only when set, so the ids of suites without a search are unchanged.
     """
 
     suite: str
@@ -62,6 +66,8 @@ class JobSpec:
     deterministic: bool
     eval_precision: str
     reuse_fakes: bool = False
+    trial: int | None = None
+    search: Options = ()
 
     # fields that say where/how a job runs, not what it computes: left out of the id
     _NOT_IDENTITY = ("suite", "device")
@@ -69,7 +75,7 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (options as dicts, tuples as lists)."""
         data = asdict(self)
-        for key in ("dataset_options", "objective_options", "arch_options"):
+        for key in ("dataset_options", "objective_options", "arch_options", "search"):
             data[key] = dict(getattr(self, key))
         data["tricks"] = [{"name": name, "options": dict(options)} for name, options in self.tricks]
         data["metric_options"] = {name: dict(options) for name, options in self.metric_options}
@@ -87,8 +93,9 @@ class JobSpec:
         if unknown or missing:
             raise ValueError(f"job spec: unknown fields {unknown}, missing fields {missing}")
         values = dict(data)
-        for key in ("dataset_options", "objective_options", "arch_options"):
-            values[key] = freeze_options(values[key])
+        for key in ("dataset_options", "objective_options", "arch_options", "search"):
+            if key in values:
+                values[key] = freeze_options(values[key])
         values["tricks"] = tuple((t["name"], freeze_options(t["options"])) for t in values["tricks"])
         values["metric_options"] = tuple((name, freeze_options(o)) for name, o in values["metric_options"].items())
         values["betas"] = tuple(values["betas"])
@@ -101,13 +108,18 @@ class JobSpec:
         identity = {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
         if not identity["reuse_fakes"]:
             del identity["reuse_fakes"]  # the default: ids of specs from before the field are unchanged
+        if identity["trial"] is None:
+            del identity["trial"], identity["search"]  # likewise for suites without a search
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def flat(self) -> dict[str, str]:
-        """Flat `key -> str` params (MLflow params, report columns): options become `field.key`."""
+        """Flat `key -> str` params (MLflow params, report columns): options become `field.key`;
+        `trial` and `search.<name>` only for a job of a search."""
         flat: dict[str, str] = {}
         for key, value in self.to_dict().items():
+            if key in ("trial", "search") and self.trial is None:
+                continue
             if key == "metric_options":
                 for metric, options in value.items():
                     for sub, sub_value in options.items():
