@@ -34,12 +34,14 @@ seed, so its NaNs cannot reach the others) and the other seeds train on.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ from bench import nets
 from bench.objectives import Objective, get_objective
 from bench.penalties import Trick, TrickInputs, get_trick
 from bench.spec import JobSpec
-from bench.store import JobStore, MetricRow
+from bench.store import DIVERGED_METRIC, JobStore, MetricRow, Status
 from bench.train import (
     Job,
     TrainResult,
@@ -206,6 +208,51 @@ def stackable(specs: Sequence[JobSpec]) -> str | None:
                   or _probe_losses(objective, outputs_shape, data_shape)
                   or _probe_tricks(tricks, critic(), data_shape))
     return reason
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """Jobs run as one unit: seeds of one grid cell trained stacked (`reason` None, two or more specs),
+    or a single job; `reason` says why a cell's seeds that were to be stacked run separately."""
+
+    specs: tuple[JobSpec, ...]
+    reason: str | None = None
+
+    @property
+    def stacked(self) -> bool:
+        return len(self.specs) > 1
+
+    def describe(self) -> str:
+        """"nsgan / mlp, seeds 0, 1, 2" (the cell and its seeds)."""
+        first = self.specs[0]
+        seeds = ", ".join(str(spec.seed) for spec in self.specs)
+        return f"{first.objective} / {first.arch}, seed{'s' if len(self.specs) > 1 else ''} {seeds}"
+
+
+def seed_groups(jobs: Sequence[JobSpec], stack_seeds: int) -> list[SeedGroup]:
+    """`jobs` as units to run: the seeds of each grid cell (jobs equal but for the seed) in groups of up
+    to `stack_seeds`, in seed order, each trained stacked when `stackable` allows, else each of its jobs
+    alone with the reason. With `stack_seeds` 1 every job is its own group. A cell's groups stand where
+    its first job stood in `jobs`; a stackable group with one job left over gives a single job."""
+    if stack_seeds < 1:
+        raise ValueError(f"stack_seeds must be >= 1, got {stack_seeds}")
+    if stack_seeds == 1:
+        return [SeedGroup((job,)) for job in jobs]
+    cells: dict[str, list[JobSpec]] = {}
+    for job in jobs:
+        cell = {key: value for key, value in job.to_dict().items() if key != SEED_FIELD}
+        cells.setdefault(json.dumps(cell, sort_keys=True, default=str), []).append(job)
+    groups: list[SeedGroup] = []
+    for cell_jobs in cells.values():
+        cell_jobs = sorted(cell_jobs, key=lambda job: job.seed)
+        for start in range(0, len(cell_jobs), stack_seeds):
+            chunk = tuple(cell_jobs[start:start + stack_seeds])
+            reason = stackable(chunk) if len(chunk) > 1 else None
+            if reason is None:
+                groups.append(SeedGroup(chunk))
+            else:
+                groups += [SeedGroup((job,), reason) for job in chunk]
+    return groups
 
 
 # --- one seed's share of the process-wide RNGs ------------------------------------------------
@@ -472,9 +519,9 @@ def train_stacked(
         for spec, store in zip(specs, stores):
             one_by_one.append(train(spec, store, data_root=data_root, cache_dir=cache_dir, should_stop=should_stop,
                                     log=log))
-            if one_by_one[-1].status == "pending":
+            if one_by_one[-1].status == Status.PENDING:
                 break
-        return one_by_one + [TrainResult("pending", 0, "not started: the group was interrupted", 0.0, 0.0)] * (
+        return one_by_one + [TrainResult(Status.PENDING, 0, "not started: the group was interrupted", 0.0, 0.0)] * (
             len(specs) - len(one_by_one))
 
     for spec, store in zip(specs, stores):
@@ -505,7 +552,7 @@ def train_stacked(
     first_bad = torch.stack([w["first_bad"] for w in windows]).to(device)
     count = int(windows[0]["count"])
     for store in stores:
-        store.write_status("running", step=step, pid=os.getpid(), host=socket.gethostname(),
+        store.write_status(Status.RUNNING, step=step, pid=os.getpid(), host=socket.gethostname(),
                            attempts=int(store.read_status().get("attempts") or 0) + 1)
     results: list[TrainResult | None] = [None] * seeds
     live = list(range(seeds))
@@ -524,12 +571,12 @@ def train_stacked(
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         log(f"seed {specs[seed].seed} eval step {at_step}: {shown} ({elapsed:.2f}s)")
 
-    def finish(seed: int, status: str, reason: str | None, at_step: int) -> None:
+    def finish(seed: int, status: Status, reason: str | None, at_step: int) -> None:
         train_s, eval_s = clocks[seed]["train_s"], clocks[seed]["eval_s"]
         stores[seed].write_status(status, reason=reason, step=at_step,
                                   train_s=round(train_s, 3), eval_s=round(eval_s, 3))
         results[seed] = TrainResult(status, at_step, reason, train_s, eval_s)
-        if status != "pending":
+        if status != Status.PENDING:
             live.remove(seed)
 
     def window_state(seed: int) -> dict[str, Any]:
@@ -560,20 +607,20 @@ def train_stacked(
             last_report, steps_at_report = now, step
             for seed in list(live):
                 if bad[seed] >= 0:
-                    record(seed, {"diverged": 1.0}, bad[seed])
-                    finish(seed, "diverged", f"non-finite loss at step {bad[seed]}", bad[seed])
+                    record(seed, {DIVERGED_METRIC: 1.0}, bad[seed])
+                    finish(seed, Status.DIVERGED, f"non-finite loss at step {bad[seed]}", bad[seed])
                     log(f"seed {specs[seed].seed} diverged at step {bad[seed]}")
                     continue
                 record(seed, {"loss_d": means_d[seed], "loss_g": means_g[seed]}, step)
-                stores[seed].write_status("running", step=step)
+                stores[seed].write_status(Status.RUNNING, step=step)
             sum_d, sum_g, count = torch.zeros_like(sum_d), torch.zeros_like(sum_g), 0
             shown = " ".join(f"{means_d[s]:.4f}/{means_g[s]:.4f}" for s in live)
             log(f"step {step}/{spec.steps} {len(live)} seeds, loss_d/loss_g {shown}, {rate:.1f} it/s")
         if step % spec.eval_every == 0 or step == spec.steps:
             for seed in list(live):
                 if not model.jobs[seed].weights_finite():
-                    record(seed, {"diverged": 1.0}, step)
-                    finish(seed, "diverged", f"non-finite weights at step {step}", step)
+                    record(seed, {DIVERGED_METRIC: 1.0}, step)
+                    finish(seed, Status.DIVERGED, f"non-finite weights at step {step}", step)
                     continue
                 run_evaluation(seed, step)
         stop_now = step < spec.steps and bool(live) and should_stop()
@@ -583,10 +630,10 @@ def train_stacked(
         if stop_now:
             log(f"stop requested: checkpoints written at step {step}")
             for seed in list(live):
-                finish(seed, "pending", f"interrupted at step {step}; resumes from its checkpoint", step)
+                finish(seed, Status.PENDING, f"interrupted at step {step}; resumes from its checkpoint", step)
             return [result for result in results if result is not None]
     for seed in list(live):
         with model.rngs[seed].active():
             _save_samples(model.jobs[seed], stores[seed])
-        finish(seed, "done", None, step)
+        finish(seed, Status.DONE, None, step)
     return [result for result in results if result is not None]

@@ -70,7 +70,8 @@ def main() -> None:
     print(f"evaluation share of training + evaluation: {result.eval_s / (result.train_s + result.eval_s):.1%}")
     print(f"evaluation share of the job's wall time: {result.eval_s / wall:.1%}")
 
-    # where one evaluation's time goes: drawing the samples, then each evaluator (each draws its own)
+    # where one evaluation's time goes: drawing the samples, then each evaluator alone (each draws its
+    # samples here; in a job, the evaluators of one evaluation share the draw)
     job = Job(spec, data_root=paths.data_root, cache_dir=cache_dir)
     samples = max(int(dict(options).get("samples", 0)) for _, options in spec.metric_options) or 1000
     started = time.perf_counter()

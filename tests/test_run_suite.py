@@ -35,7 +35,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_executors_are_a_registry() -> None:
     assert EXECUTORS.names() == ["debug", "local", "slurm"]
-    assert list(EXECUTORS.get("local").options) == ["max_parallel", "threads_per_job"]
+    assert list(EXECUTORS.get("local").options) == ["max_parallel", "threads_per_job", "stack_seeds"]
+    assert list(EXECUTORS.get("debug").options) == ["threads_per_job", "stack_seeds"]
     assert EXECUTORS.get("slurm").needs_profile and EXECUTORS.get("slurm").remote
     assert default_threads("slurm", 4) == 1
     with pytest.raises(UnknownNameError, match=r"^unknown executor 'cluster'; valid: debug, local, slurm$"):

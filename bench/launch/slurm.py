@@ -40,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 import submitit
 
 from bench.launch.profiles import SlurmProfile
+from bench.store import COMPLETE_STATUSES, Status, SuiteStore
 
 T = TypeVar("T")
 
@@ -256,13 +257,14 @@ class _Spec(Protocol):
 
 class Runner(Protocol):
     """A job to submit: called with no arguments in the SLURM job, returns the job's final status
-    ("done", "diverged", "failed"); `spec.job_id` names it. A `checkpoint` method makes it requeue
-    itself on USR2 (see the module docstring)."""
+    (a `bench.store.Status`: done, diverged or failed); `spec.job_id` names it. A `checkpoint` method makes it requeue
+    itself on USR2 (see the module docstring). Stacked seeds (bench.launch.JobRunner with `stacked`,
+    whose call returns job_id -> status) are not submitted to SLURM."""
 
     @property
     def spec(self) -> _Spec: ...
 
-    def __call__(self) -> str: ...
+    def __call__(self) -> str | dict[str, str]: ...
 
 
 class Progress(Protocol):
@@ -284,7 +286,7 @@ def submit_array(
     With `wait=False`, every status is "submitted" and this returns at once. With `wait=True`, it
     polls sacct every `poll_s` seconds until every task has a final state: a COMPLETED task's
     status is what its runner returned; a task that ended otherwise (FAILED, TIMEOUT,
-    OUT_OF_MEMORY, CANCELLED, ...) is "failed", recorded in the job's status.json with the SLURM
+    OUT_OF_MEMORY, CANCELLED, ...) is failed, recorded in the job's status.json with the SLURM
     state as reason when the runner carries `suite_dir`. Ctrl-C stops waiting, not the jobs.
     """
     if not runners:
@@ -298,8 +300,6 @@ def submit_array(
         f"{', '.join(array.array_id for array in arrays)} (logs: {folder})"
     )
     # recorded at once, so that a second `bench run` sees these jobs as queued and adds none
-    from bench.store import SuiteStore
-
     for runner, job in pairs:
         suite_dir = getattr(runner, "suite_dir", None)
         if suite_dir is not None:
@@ -343,7 +343,7 @@ def submit_array(
 
 
 def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: str) -> str:
-    """The status a finished task ends with; a task that died without an answer is "failed"."""
+    """The status a finished task ends with; a task that died without an answer is failed."""
     if state == "COMPLETED":
         try:
             return str(job.result())
@@ -358,13 +358,11 @@ def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: s
             reason += f": {lines[-1][:300]}" if lines else ""
     suite_dir = getattr(runner, "suite_dir", None)
     if suite_dir is not None:
-        from bench.store import SuiteStore
-
         store = SuiteStore(Path(suite_dir)).job(runner.spec.job_id)
-        if store.read_status()["status"] in ("done", "diverged"):
+        if store.read_status()["status"] in COMPLETE_STATUSES:
             return str(store.read_status()["status"])
-        store.write_status("failed", reason=reason)
-    return "failed"
+        store.write_status(Status.FAILED, reason=reason)
+    return Status.FAILED
 
 
 def states_for_store(suite_store: Any) -> dict[str, str]:
@@ -375,7 +373,7 @@ def states_for_store(suite_store: Any) -> dict[str, str]:
         {
             str(status["slurm_job_id"])
             for status in (suite_store.job(job_id).read_status() for job_id in suite_store.job_ids())
-            if status.get("slurm_job_id") and status.get("status") not in ("done", "diverged")
+            if status.get("slurm_job_id") and status.get("status") not in COMPLETE_STATUSES
         }
     )
     return sacct_states(job_ids) if job_ids else {}

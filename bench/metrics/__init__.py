@@ -46,7 +46,8 @@ class EvalContext:
     """What an evaluator may use.
 
     `sample(n)` draws n generator samples, shape (n, *data_shape), values in [-1, 1], on `device`,
-    from a fixed evaluation noise stream (the same z at every evaluation of a job).
+    from a fixed evaluation noise stream (the same z at every evaluation of a job); evaluators of
+    one evaluation share the tensor drawn for one n, so none modifies it in place.
     `source` is the job's bench.data source (real data, mixture centres, labels).
     `cache_dir` is where real-data statistics and trained helper networks are cached.
     `encode(x)` -> z and `decode(z)` -> x are given for objectives with an encoder (BiGAN-QP), in
