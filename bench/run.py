@@ -61,7 +61,9 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return bool(self.counts.get("failed"))
+        from bench.store import Status
+
+        return bool(self.counts.get(Status.FAILED))
 
 
 def run_suite(request: RunRequest, *, echo: Callable[[str], None] = print,
@@ -87,8 +89,11 @@ def run_suite(request: RunRequest, *, echo: Callable[[str], None] = print,
                              ("--wait/--no-wait", "wait", request.wait)):
         if given is not None and key not in entry.options:
             warn(f"warning: {flag} has no effect with the {executor} executor")
+    stack_seeds = config.executor.stack_seeds if "stack_seeds" in entry.options else 1
+    if config.executor.stack_seeds > 1 and stack_seeds == 1:
+        warn(f"warning: executor.stack_seeds has no effect with the {executor} executor: its jobs run one by one")
     if request.dry_run:
-        print_plan(suite, echo)
+        print_plan(suite, echo, stack_seeds=stack_seeds)
     try:
         checked = preflight(suite, executor=executor, profile_path=request.profile, results_root=results_root,
                             data_root=paths.data_root, max_parallel=max_parallel,
@@ -102,13 +107,13 @@ def run_suite(request: RunRequest, *, echo: Callable[[str], None] = print,
     if request.dry_run:
         return RunOutcome(suite_dir=suite_dir, jobs=len(suite.jobs))
     return _run(suite, request, executor=executor, profile=checked.profile, max_parallel=max_parallel,
-                results_root=results_root, echo=echo, warn=warn)
+                stack_seeds=stack_seeds, results_root=results_root, echo=echo, warn=warn)
 
 
-def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_parallel: int, results_root: Path,
-         echo: Callable[[str], None], warn: Callable[[str], None]) -> RunOutcome:
+def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_parallel: int, stack_seeds: int,
+         results_root: Path, echo: Callable[[str], None], warn: Callable[[str], None]) -> RunOutcome:
     from bench.launch import default_paths, launch, plan_jobs, stop_requested
-    from bench.store import SuiteStore
+    from bench.store import Status, SuiteStore
 
     config = suite.config
     jobs = list(suite.jobs)
@@ -123,7 +128,7 @@ def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_
         store = suite_store.job(job.job_id)
         store.write_spec(job)
         if not store.status_path.exists():
-            store.write_status("pending")
+            store.write_status(Status.PENDING)
 
     tracking = None
     if config.tracking.enabled and request.tracking:
@@ -140,7 +145,8 @@ def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_
                               executor=executor, max_parallel=max_parallel,
                               threads=request.threads or config.executor.threads_per_job,
                               progress=request.progress, profile=profile,
-                              wait=config.executor.wait if request.wait is None else request.wait, echo=echo)
+                              wait=config.executor.wait if request.wait is None else request.wait, echo=echo,
+                              stack_seeds=stack_seeds)
         except KeyboardInterrupt:
             return RunOutcome(suite_dir=suite_dir, jobs=len(jobs), interrupted=True)
         if stop_requested():
@@ -169,10 +175,10 @@ def _shown_path(path: Path) -> str:
 def _slurm_view(suite_store: Any, warn: Callable[[str], None]) -> tuple[dict[str, str] | None, bool]:
     """sacct's states of the store's unfinished SLURM jobs, and whether sacct was asked and failed
     (then the jobs recorded as submitted are left alone)."""
-    from bench.launch import COMPLETE
+    from bench.store import COMPLETE_STATUSES
 
     recorded = [suite_store.job(job_id).read_status() for job_id in suite_store.job_ids()]
-    if not any(status.get("slurm_job_id") and status["status"] not in COMPLETE for status in recorded):
+    if not any(status.get("slurm_job_id") and status["status"] not in COMPLETE_STATUSES for status in recorded):
         return None, False
     from bench.launch import slurm
 
@@ -230,13 +236,15 @@ def _flush_missing(complete: Sequence[JobSpec], suite_store: Any, tracking: Any)
 
 def summarise(suite_store: Any, jobs: Sequence[JobSpec], echo: Callable[[str], None] = print) -> dict[str, int]:
     """Print the jobs' statuses (counts, then each failed or diverged job with its reason); the counts."""
+    from bench.store import Status
+
     statuses = [suite_store.job(job.job_id).read_status() for job in jobs]
     counts: dict[str, int] = {}
     for status in statuses:
         counts[status["status"]] = counts.get(status["status"], 0) + 1
     echo("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for job, status in zip(jobs, statuses, strict=True):
-        if status["status"] in ("failed", "diverged"):
+        if status["status"] in (Status.FAILED, Status.DIVERGED):
             echo(f"  {job.job_id} {job.objective}/{job.arch}/seed {job.seed}: {status['status']}: "
                  f"{status.get('reason')}")
     return counts
@@ -271,9 +279,10 @@ def table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def print_plan(suite: Suite, echo: Callable[[str], None] = print) -> None:
+def print_plan(suite: Suite, echo: Callable[[str], None] = print, *, stack_seeds: int = 1) -> None:
     """The expanded grid (one row per job, the columns that vary), what each metric measures and
-    with which protocol, and the job count last."""
+    with which protocol, how the jobs are grouped when seeds are stacked (`stack_seeds` > 1; stacking
+    is not part of a job's id: a stacked seed computes what its job alone does), and the job count last."""
     from bench.suite import varying_fields
 
     jobs = list(suite.jobs)
@@ -284,6 +293,13 @@ def print_plan(suite: Suite, echo: Callable[[str], None] = print) -> None:
     if protocols:
         echo("\nmetrics (what each evaluation measures, and its protocol):")
         echo("\n".join(protocols))
+    if stack_seeds > 1:
+        from bench.launch import stacking_lines
+        from bench.stacked import seed_groups
+
+        groups = seed_groups(jobs, stack_seeds)
+        echo(f"\ngrouping (executor stack_seeds {stack_seeds}): {len(groups)} units for {len(jobs)} jobs")
+        echo("\n".join(stacking_lines(groups)))
     echo(f"\n{len(jobs)} jobs")
 
 

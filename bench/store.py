@@ -5,14 +5,18 @@ Layout (fixed; every stage reads what the stage before wrote, so each can be rer
     results/<suite>/suite.yaml                   the suite as resolved and run
     results/<suite>/jobs/<job_id>/spec.json      {"job_id": ..., "spec": JobSpec.to_dict()}
     results/<suite>/jobs/<job_id>/status.json    status, reason, step, attempts, timestamps, timings
-    results/<suite>/jobs/<job_id>/metrics.csv    long rows: job_id,step,wall_s,metric,value
+    results/<suite>/jobs/<job_id>/metrics.csv    long rows: job_id,step,wall_s,metric,value (appended)
     results/<suite>/jobs/<job_id>/checkpoint.pt
-    results/<suite>/jobs/<job_id>/samples/       step_000500.png ..., final.npy or final.png
+    results/<suite>/jobs/<job_id>/samples/       final.npy (points) or final_images.npy, as the job
+                                                 saved them; final.png drawn from them afterwards
     results/<suite>/jobs/<job_id>/log.txt        the job's own progress log
 
 Every write goes to a temporary file in the same folder, is fsynced and then moved over the
 target with `os.replace`, so a reader (or a job killed mid-write) sees either the old file or
-the new one, never a torn one. This module knows nothing of MLflow.
+the new one, never a torn one. metrics.csv is the exception: it grows by appends (flushed and
+fsynced), so that logging costs the new rows, not the file; a job killed mid-append can leave a
+torn last line (no newline), which every reader ignores and a resume (`truncate_metrics`) removes.
+This module knows nothing of MLflow.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from bench.spec import JobSpec
@@ -46,6 +51,23 @@ class Status(StrEnum):
 
 COMPLETE_STATUSES = frozenset({Status.DONE, Status.DIVERGED})
 TERMINAL_STATUSES = frozenset({Status.DONE, Status.DIVERGED, Status.FAILED})
+
+
+class Outcome(StrEnum):
+    """What a run (a job with a terminal status) came to, as reports count it. A done job survived
+    unless the report's failed-to-train rule (a metric's `failed_at`) says it failed to train."""
+
+    SURVIVED = "survived"
+    FAILED_TO_TRAIN = "failed to train"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+# the outcome each terminal status gives a run before any failed-to-train rule is applied
+STATUS_OUTCOMES = {Status.DONE: Outcome.SURVIVED, Status.DIVERGED: Outcome.DIVERGED, Status.FAILED: Outcome.FAILED}
+
+# the metric a diverging job logs (value 1) at the step it diverged, the last row of its metrics.csv
+DIVERGED_METRIC = "diverged"
 
 # keys of status.json besides job_id/status/reason/step, settable through write_status(**fields)
 STATUS_FIELDS = (
@@ -144,6 +166,45 @@ def empty_metrics() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES[c]) for c in METRIC_COLUMNS})
 
 
+def _metrics_body(path: Path, text: str) -> str:
+    """The complete rows of metrics.csv `text` (its header checked and removed): a torn last line,
+    or a header torn before its end, is dropped."""
+    if not text.startswith(_METRICS_HEADER):
+        if _METRICS_HEADER.startswith(text):
+            return ""
+        raise ValueError(f"{path}: the first line must be {_METRICS_HEADER.strip()!r}")
+    body = text[len(_METRICS_HEADER):]
+    return body[:body.rfind("\n") + 1]
+
+
+def _parse_metrics(bodies: str) -> pd.DataFrame:
+    """Complete metric rows (text without the header) as a metrics table."""
+    if not bodies:
+        return empty_metrics()
+    frame = pd.read_csv(io.StringIO(_METRICS_HEADER + bodies), dtype={"job_id": str, "metric": str},
+                        keep_default_na=False, na_values={"wall_s": ["nan"], "value": ["nan"]})
+    return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]
+
+
+def _cut_torn_line(f: IO[bytes]) -> None:
+    """Truncate the file `f` (open "a+b") after its last newline, reading back only as far as it."""
+    position = f.seek(0, os.SEEK_END)
+    if position == 0:
+        return
+    f.seek(position - 1)
+    if f.read(1) == b"\n":
+        return
+    while position > 0:
+        start = max(0, position - 4096)
+        f.seek(start)
+        newline = f.read(position - start).rfind(b"\n")
+        if newline >= 0:
+            f.truncate(start + newline + 1)
+            return
+        position = start
+    f.truncate(0)
+
+
 class JobStore:
     """One job's folder, `results/<suite>/jobs/<job_id>/`. Nothing is created until the first write."""
 
@@ -173,8 +234,38 @@ class JobStore:
 
     @property
     def samples_dir(self) -> Path:
-        """Folder for sample images/points (`step_000500.png`, `final.npy`); not created by reading this."""
+        """Folder of the final samples and their figure; not created by reading this."""
         return self.path / "samples"
+
+    @property
+    def final_points_path(self) -> Path:
+        """`samples/final.npy`: the job's final generated points, float32 (N, D)."""
+        return self.samples_dir / "final.npy"
+
+    @property
+    def final_images_path(self) -> Path:
+        """`samples/final_images.npy`: the job's final generated images, uint8 (N, H, W, C), 0-255."""
+        return self.samples_dir / "final_images.npy"
+
+    @property
+    def final_figure_path(self) -> Path:
+        """`samples/final.png`: the final samples drawn after training (bench.report.samples), never by it."""
+        return self.samples_dir / "final.png"
+
+    def save_final_samples(self, samples: np.ndarray) -> Path:
+        """Store the final samples atomically, as they are: a float (N, D) array of points goes to
+        `final_points_path` (float32), a uint8 (N, H, W, C) array of images to `final_images_path`.
+        Returns the path written."""
+        array = np.asarray(samples)
+        if array.ndim == 2 and np.issubdtype(array.dtype, np.floating):
+            path, array = self.final_points_path, array.astype(np.float32)
+        elif array.ndim == 4 and array.dtype == np.uint8:
+            path = self.final_images_path
+        else:
+            raise ValueError(f"final samples must be float (N, D) points or uint8 (N, H, W, C) images, "
+                             f"got {array.dtype} {array.shape}")
+        atomic_write(path, lambda f: np.save(f, array), binary=True)
+        return path
 
     @property
     def log_path(self) -> Path:
@@ -272,18 +363,26 @@ class JobStore:
 
     # ---- metrics -----------------------------------------------------------------------------
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
-        """Append long metric rows to metrics.csv (the whole file is rewritten atomically).
+        """Append long metric rows to metrics.csv (created with its header), flushed and fsynced.
 
-        Each call rewrites the file, so buffer rows and append them at each evaluation or
-        checkpoint rather than one call per step.
+        The rows go in one write at the end of the file, whatever its size. Each call costs an
+        fsync, so buffer rows and append them at each evaluation or checkpoint rather than one
+        call per step. A torn last line left by a job killed mid-append is cut off first.
         """
         if not rows:
             return
-        try:
-            existing = self.metrics_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            existing = _METRICS_HEADER
-        atomic_write_text(self.metrics_path, existing + self._format_rows(rows))
+        text = self._format_rows(rows)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a+b") as f:
+            _cut_torn_line(f)
+            created = f.seek(0, os.SEEK_END) == 0
+            if created:
+                text = _METRICS_HEADER + text
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        if created:
+            _fsync_dir(self.path)
 
     def _format_rows(self, rows: Sequence[MetricRow]) -> str:
         lines = io.StringIO()
@@ -296,20 +395,26 @@ class JobStore:
         return lines.getvalue()
 
     def read_metrics(self) -> pd.DataFrame:
-        """metrics.csv as a DataFrame (columns job_id, step, wall_s, metric, value); empty if absent."""
-        if not self.metrics_path.exists():
+        """metrics.csv as a DataFrame (columns job_id, step, wall_s, metric, value); empty if absent.
+        A torn last line (a job killed mid-append) is left out."""
+        try:
+            text = self.metrics_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return empty_metrics()
-        frame = pd.read_csv(self.metrics_path, dtype={"job_id": str, "metric": str}, keep_default_na=False,
-                            na_values={"wall_s": ["nan"], "value": ["nan"]})
-        return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]
+        return _parse_metrics(_metrics_body(self.metrics_path, text))
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop rows with step > after_step (resuming from a checkpoint taken at `after_step`)."""
-        if not self.metrics_path.exists():
+        """Drop rows with step > after_step (resuming from a checkpoint taken at `after_step`), and a
+        torn last line if there is one; the file is rewritten atomically, or left alone when
+        nothing is dropped."""
+        try:
+            text = self.metrics_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return
-        frame = self.read_metrics()
+        torn = not text.endswith("\n")
+        frame = _parse_metrics(_metrics_body(self.metrics_path, text))
         kept = frame[frame["step"] <= after_step]
-        if len(kept) == len(frame):
+        if len(kept) == len(frame) and not torn:
             return
         rows = [MetricRow(*row) for row in kept.itertuples(index=False, name=None)]
         atomic_write_text(self.metrics_path, _METRICS_HEADER + self._format_rows(rows))
@@ -350,6 +455,11 @@ class SuiteStore:
     @property
     def suite_yaml_path(self) -> Path:
         return self.root / "suite.yaml"
+
+    @property
+    def report_dir(self) -> Path:
+        """Where `bench report` writes report.md, report.html and figures/."""
+        return self.root / "report"
 
     def write_suite_yaml(self, text: str) -> None:
         """Store the suite as resolved and run, `suite.yaml`."""
@@ -397,7 +507,6 @@ class SuiteStore:
         wall_s, metric, value; dtypes object, int64, float64, object, float64); jobs with no
         metrics yet add nothing. The files are parsed in one pass over their concatenated text:
         one `read_csv` per file costs seconds over a thousand jobs, this a fraction of one."""
-        header = ",".join(METRIC_COLUMNS) + "\n"
         bodies: list[str] = []
         for job_id in self.job_ids() if job_ids is None else job_ids:
             path = self.job(job_id).metrics_path
@@ -405,12 +514,5 @@ class SuiteStore:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError:
                 continue
-            if not text.startswith(header):
-                raise ValueError(f"{path}: the first line must be {header.strip()!r}")
-            body = text[len(header):]
-            bodies.append(body if not body or body.endswith("\n") else body + "\n")
-        if not any(bodies):
-            return empty_metrics()
-        frame = pd.read_csv(io.StringIO(header + "".join(bodies)), dtype={"job_id": str, "metric": str},
-                            keep_default_na=False, na_values={"wall_s": ["nan"], "value": ["nan"]})
-        return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]
+            bodies.append(_metrics_body(path, text))
+        return _parse_metrics("".join(bodies))

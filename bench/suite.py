@@ -10,12 +10,15 @@ without building anything.
 from __future__ import annotations
 
 import itertools
+import math
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -189,6 +192,7 @@ class ExecutorConfig(_Strict):
     name: Literal["debug", "local", "slurm"] = "local"
     max_parallel: int = Field(2, gt=0)
     threads_per_job: int | None = Field(None, gt=0)
+    stack_seeds: int = Field(1, gt=0)
     profile: str | None = None
     wait: bool = True
 
@@ -249,6 +253,43 @@ class ReportConfig(_Strict):
     references: list[Reference] = Field(default_factory=list)
 
 
+Distribution = Literal["log-uniform", "uniform", "int-uniform", "choice"]
+DISTRIBUTIONS: tuple[str, ...] = ("log-uniform", "uniform", "int-uniform", "choice")
+
+
+class SearchParam(_Strict):
+    """One dimension of a search space: `log-uniform`, `uniform` (floats in [low, high]),
+    `int-uniform` (integers low..high, both included) or `choice` (one of `values`, equally
+    likely). `only`, when given, lists the objectives the value is applied to; the others train
+    without it (a field some objective does not have must say so this way)."""
+
+    distribution: Distribution
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = None
+    only: list[str] | None = None
+
+
+class SearchConfig(_Strict):
+    """Random search over ONE space shared by every objective (Lucic et al. 2018's protocol).
+
+    Trial t draws each dimension of `space` i.i.d. from its distribution, with a generator seeded
+    by (`seed`, t, the dimension's name) alone (`sample_trial`), so a trial's values do not depend
+    on `trials` nor on the other dimensions: raising `trials` from N to N + 4 keeps the first N
+    trials and their job ids. Every objective trains the same N configurations (a paired design:
+    trial t is one configuration for all of them), each once per grid seed. Space names: the
+    recipe fields `lr`, `lr_g`, `lr_d`, `beta1`, `beta2`, `critic_steps`, `optimizer`, an
+    objective option `objective.<option>` and a trick option `trick.<trick>.<option>`. Precedence:
+    published < train < objectives.<name> < search < grid axis; a searched field may not also be
+    set in train, an objective override, a grid axis or an include rule (one place sets it).
+    Floats are kept to 4 significant digits, so the specs read as the values trained.
+    """
+
+    trials: int = Field(gt=0)
+    seed: int = Field(0, ge=0)
+    space: dict[str, SearchParam] = Field(min_length=1)
+
+
 class SuiteConfig(_Strict):
     name: str
     description: str = ""
@@ -264,6 +305,7 @@ class SuiteConfig(_Strict):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    search: SearchConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -345,10 +387,19 @@ def load_suite(path: Path | str, catalogue: Catalogue) -> Suite:
     """Read, validate and expand a suite file; raises SuiteError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SuiteError(str(path), [Problem((), f"cannot read the file: {error.strerror}")]) from None
+    except UnicodeDecodeError as error:
+        raise SuiteError(str(path), [Problem((), _not_utf8(path, error))]) from None
     return parse_suite(text, catalogue, source=str(path))
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8 (the encoding YAML files are read in), as a line number."""
+    line = path.read_bytes()[: error.start].count(b"\n") + 1
+    return (f"line {line}: byte 0x{error.object[error.start]:02x} is not UTF-8; save the file as UTF-8 "
+            "(the encoding YAML files are read in)")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -484,6 +535,10 @@ def _semantic_problems_raw(raw: dict[str, Any], catalogue: Catalogue) -> list[Pr
         for index, metric in enumerate(metrics):
             if isinstance(metric, str) and metric not in catalogue.metrics:
                 problems.append(_unknown(("metrics", index), "metric", metric, catalogue.metrics))
+    search = raw.get("search")
+    space = search.get("space") if isinstance(search, dict) else None
+    if isinstance(space, dict):
+        problems += [_unknown_search_field(str(name)) for name in space if search_target(str(name)) is None]
     metric_options = raw.get("metric_options")
     if isinstance(metric_options, dict):
         for metric, options in metric_options.items():
@@ -652,6 +707,13 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
         if not isinstance(value, bool):
             problems.append(Problem(("grid", "spectral_norm", index),
                                     f"each value of the spectral_norm axis is true or false, got {value!r}"))
+    seeds = config.grid.get("seed", [])
+    for index, value in enumerate(seeds):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.append(Problem(("grid", "seed", index),
+                                    f"each seed is a whole number >= 0 (e.g. seed: [0, 1, 2]), got {value!r}"))
+        elif value in seeds[:index]:
+            problems.append(Problem(("grid", "seed", index), f"seed {value} is listed twice"))
     # metrics
     if config.metrics is not None:
         for index, metric in enumerate(config.metrics):
@@ -693,6 +755,7 @@ def _semantic_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Proble
                 for item in values:
                     if names is not None and item not in names:
                         problems.append(_unknown((rule_kind, index, axis), axis, item, names))
+    problems += _search_problems(config, catalogue)
     # schedule consistency
     train = config.train
     if train.checkpoint_every % train.log_every:
@@ -756,6 +819,7 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
             f"reuse_fakes needs one critic step (the generator step reuses that step's fakes); objective "
             f"{objective!r} runs critic_steps {steps}: set objectives: {{{objective}: {{reuse_fakes: false}}}} "
             "or critic_steps: 1")))
+    problems += _search_job_problems(config, jobs)
     computed = {metric for job in jobs for metric in job.metrics}
     for metric in config.metric_options:
         if metric not in computed:
@@ -764,6 +828,24 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
                 f"(they compute: {_choices(computed) or 'none'}); "
                 f"add it to `metrics` or remove its options")))
     problems += _reference_problems(config, jobs, catalogue)
+    return problems
+
+
+def _search_job_problems(config: SuiteConfig, jobs: Sequence[JobSpec]) -> list[Problem]:
+    """A searched trick option for an objective whose jobs do not train with that trick."""
+    if config.search is None:
+        return []
+    problems: list[Problem] = []
+    for name, param in config.search.space.items():
+        target = search_target(name)
+        if target is None or target[0] != "trick":
+            continue
+        lacking = sorted({job.objective for job in jobs if _applies(param, job.objective)
+                          and name not in dict(job.search)})
+        if lacking:
+            problems.append(Problem(("search", "space", name), (
+                f"trick {target[1]!r} is not among the tricks of objective{'s' if len(lacking) > 1 else ''} "
+                f"{', '.join(map(repr, lacking))}; list the objectives that train with it under `only`")))
     return problems
 
 
@@ -826,6 +908,229 @@ def _where_values(key: str, jobs: Sequence[JobSpec]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------
+# Search (random search over one space shared by every objective)
+
+# recipe fields a search may sample -> the suite keys (train, objectives.<name>, grid axes) that set
+# the same thing and so may not be set beside it
+SEARCH_RECIPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "lr": ("lr", "lr_g", "lr_d"), "lr_g": ("lr", "lr_g"), "lr_d": ("lr", "lr_d"), "beta1": ("betas",),
+    "beta2": ("betas",), "critic_steps": ("critic_steps",), "optimizer": ("optimizer",),
+}
+SEARCH_NAMES = (*SEARCH_RECIPE_FIELDS, "objective.<option>", "trick.<trick>.<option>")
+SEARCH_DIGITS = 4
+"""Significant digits a sampled float keeps."""
+
+
+def search_target(name: str) -> tuple[str, ...] | None:
+    """What a search-space name sets: ("recipe", field), ("objective", option) or ("trick", trick,
+    option); None for a name that is none of these."""
+    if name in SEARCH_RECIPE_FIELDS:
+        return ("recipe", name)
+    parts = name.split(".")
+    if len(parts) == 2 and parts[0] == "objective" and parts[1]:
+        return ("objective", parts[1])
+    if len(parts) == 3 and parts[0] == "trick" and parts[1] and parts[2]:
+        return ("trick", parts[1], parts[2])
+    return None
+
+
+def search_spec_columns(name: str) -> tuple[str, ...]:
+    """The flat spec columns (JobSpec.flat) whose value a search-space name sets."""
+    target = search_target(name)
+    if target is None:
+        return ()
+    if target[0] == "objective":
+        return (f"objective.{target[1]}",)
+    if target[0] == "trick":
+        return ("tricks",)
+    return {"lr": ("lr_g", "lr_d"), "beta1": ("betas",), "beta2": ("betas",)}.get(name, (name,))
+
+
+def _draw(param: SearchParam, rng: np.random.Generator) -> Any:
+    if param.distribution == "choice":
+        assert param.values  # validated
+        return param.values[int(rng.integers(len(param.values)))]
+    assert param.low is not None and param.high is not None  # validated
+    if param.distribution == "int-uniform":
+        return int(rng.integers(int(param.low), int(param.high) + 1))
+    if param.distribution == "uniform":
+        value = param.low + (param.high - param.low) * rng.random()
+    else:
+        value = math.exp(math.log(param.low) + (math.log(param.high) - math.log(param.low)) * rng.random())
+    return min(max(float(f"{value:.{SEARCH_DIGITS}g}"), param.low), param.high)
+
+
+def sample_trial(search: SearchConfig, trial: int) -> dict[str, Any]:
+    """The values trial `trial` draws, by space name (in the space's order).
+
+    Each dimension draws from numpy's PCG64 seeded by (search.seed, trial, CRC-32 of its name), so
+    a trial's value of one dimension depends on nothing else: not on `trials`, not on the other
+    dimensions. Floats keep SEARCH_DIGITS significant digits (clipped to [low, high]).
+    """
+    return {name: _draw(param, np.random.default_rng([search.seed, trial, zlib.crc32(name.encode())]))
+            for name, param in search.space.items()}
+
+
+def _unknown_search_field(name: str) -> Problem:
+    return Problem(("search", "space", name), f"unknown search field {name!r}; valid: {', '.join(SEARCH_NAMES)}")
+
+
+def _applies(param: SearchParam, objective: str) -> bool:
+    return param.only is None or objective in param.only
+
+
+def _suite_objectives(config: SuiteConfig) -> list[str]:
+    """The objectives the suite's grid and include rules name, in order."""
+    named = list(config.grid.get("objective", []))
+    for rule in config.include:
+        value = rule.get("objective")
+        named += value if isinstance(value, list) else [value] if value is not None else []
+    return [str(name) for name in dict.fromkeys(named)]
+
+
+def _search_problems(config: SuiteConfig, catalogue: Catalogue) -> list[Problem]:
+    """Every problem of the `search` block: unknown names, distributions without their bounds or
+    values, values no job could take, objectives named under `only` that the suite lacks, fields an
+    objective does not have, and searched fields also set elsewhere in the file."""
+    search = config.search
+    if search is None:
+        return []
+    problems: list[Problem] = []
+    objectives = _suite_objectives(config)
+    targets = {name: search_target(name) for name in search.space}
+    if "lr" in targets and ("lr_g" in targets or "lr_d" in targets):
+        problems.append(Problem(("search", "space", "lr"), (
+            "lr sets both lr_g and lr_d: search either lr or lr_g / lr_d, not both")))
+    for name, param in search.space.items():
+        place: tuple[str | int, ...] = ("search", "space", name)
+        target = targets[name]
+        if target is None:
+            problems.append(_unknown_search_field(name))
+            continue
+        found = _distribution_problems(param, place)
+        problems += found
+        for index, objective in enumerate(param.only or []):
+            if objective not in objectives:
+                problems.append(Problem(place + ("only", index), (
+                    f"objective {objective!r} is not in this suite; the suite's objectives: "
+                    f"{_choices(objectives) or 'none'}")))
+        applied = [o for o in objectives if _applies(param, o) and o in catalogue.objectives]
+        if not found:
+            problems += _search_value_problems(name, param, target, applied, place, catalogue)
+        problems += _search_conflicts(config, name, target, applied)
+    return problems
+
+
+def _distribution_problems(param: SearchParam, place: tuple[str | int, ...]) -> list[Problem]:
+    if param.distribution == "choice":
+        problems = [Problem(place + (key,), "a choice takes `values`, not low/high")
+                    for key in ("low", "high") if getattr(param, key) is not None]
+        if not param.values:
+            problems.append(Problem(place + ("values",), "a choice needs a non-empty list of values"))
+        return problems
+    problems = [Problem(place + (key,), f"a {param.distribution} distribution needs `low` and `high`")
+                for key in ("low", "high") if getattr(param, key) is None]
+    if param.values is not None:
+        problems.append(Problem(place + ("values",), f"a {param.distribution} distribution takes low/high, "
+                                                     "not values (use distribution: choice)"))
+    if problems:
+        return problems
+    assert param.low is not None and param.high is not None
+    if not param.low < param.high:
+        problems.append(Problem(place + ("high",), f"must be above low ({param.low:g}), got {param.high:g}"))
+    if param.distribution == "log-uniform" and param.low <= 0:
+        problems.append(Problem(place + ("low",), f"a log-uniform low must be positive, got {param.low:g}"))
+    if param.distribution == "int-uniform":
+        problems += [Problem(place + (key,), f"an int-uniform bound is an integer, got {getattr(param, key)!r}")
+                     for key in ("low", "high") if not float(getattr(param, key)).is_integer()]
+    return problems
+
+
+def _search_extremes(param: SearchParam) -> list[Any]:
+    """The values a dimension can take that bound what it can draw: its choices, or low and high."""
+    if param.distribution == "choice":
+        return list(param.values or [])
+    assert param.low is not None and param.high is not None
+    if param.distribution == "int-uniform":
+        return [int(param.low), int(param.high)]
+    return [param.low, param.high]
+
+
+def _recipe_value_problem(name: str, value: Any) -> str | None:
+    if name == "optimizer":
+        valid = Optimizer.__args__  # type: ignore[attr-defined]
+        return None if value in valid else f"unknown optimizer {value!r}; valid: {', '.join(valid)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} is a number, got {value!r}"
+    if name == "critic_steps":
+        return None if isinstance(value, int) and value > 0 else f"critic_steps is a positive integer, got {value!r}"
+    if name in ("beta1", "beta2"):
+        return None if 0 <= value < 1 else f"{name} must be in [0, 1), got {value!r}"
+    return None if value > 0 else f"{name} must be positive, got {value!r}"
+
+
+def _search_value_problems(name: str, param: SearchParam, target: tuple[str, ...], objectives: Sequence[str],
+                           place: tuple[str | int, ...], catalogue: Catalogue) -> list[Problem]:
+    problems: list[Problem] = []
+    extremes = _search_extremes(param)
+    if target[0] == "recipe":
+        if name == "optimizer" and param.distribution != "choice":
+            return [Problem(place + ("distribution",), "the optimizer is searched with distribution: choice")]
+        if name == "critic_steps" and param.distribution not in ("int-uniform", "choice"):
+            return [Problem(place + ("distribution",), "critic_steps is an integer: use int-uniform or choice")]
+        messages = [_recipe_value_problem(name, value) for value in extremes]
+        return [Problem(place, message) for message in dict.fromkeys(m for m in messages if m)]
+    if target[0] == "objective":
+        option = target[1]
+        lacking = [o for o in objectives if option not in catalogue.objectives[o].options]
+        if lacking:
+            problems.append(Problem(place, (
+                f"objective option {option!r} is no option of objective{'s' if len(lacking) > 1 else ''} "
+                f"{', '.join(map(repr, lacking))}; list the objectives that have it under `only`")))
+        declared = [catalogue.objectives[o].options for o in objectives if option in catalogue.objectives[o].options]
+        owner = "objective option"
+    else:
+        trick, option = target[1], target[2]
+        if trick not in catalogue.tricks:
+            return [_unknown(place, "trick", trick, catalogue.tricks)]
+        if option not in catalogue.tricks[trick].options:
+            return [Problem(place, (f"trick {trick!r} has no option {option!r}; its options: "
+                                    f"{_choices(catalogue.tricks[trick].options) or 'none'}"))]
+        declared = [catalogue.tricks[trick].options]
+        owner = f"trick {trick!r}"
+    for options in declared:
+        for value in extremes:
+            for _, message in option_problems(owner, {target[-1]: value}, {target[-1]: options[target[-1]]}):
+                problem = Problem(place, message)
+                if problem not in problems:
+                    problems.append(problem)
+    return problems
+
+
+def _search_conflicts(config: SuiteConfig, name: str, target: tuple[str, ...],
+                      objectives: Sequence[str]) -> list[Problem]:
+    """Places other than the search that set what dimension `name` samples."""
+    def conflict(place: tuple[str | int, ...]) -> Problem:
+        return Problem(place, (f"is also searched (search.space.{name}); a field is either searched or set, in one "
+                               "place: remove it here or from the search space"))
+
+    problems: list[Problem] = []
+    if target[0] == "recipe":
+        keys = SEARCH_RECIPE_FIELDS[name]
+        problems += [conflict(("train", key)) for key in keys if getattr(config.train, key) is not None]
+        problems += [conflict(("objectives", objective, key)) for objective in objectives
+                     if objective in config.objectives for key in keys
+                     if getattr(config.objectives[objective], key) is not None]
+        problems += [conflict(("grid", key)) for key in keys if key in config.grid]
+        problems += [conflict(("include", index, key)) for index, rule in enumerate(config.include)
+                     for key in keys if key in rule]
+    elif target[0] == "objective":
+        problems += [conflict(("objectives", objective, "options", target[1])) for objective in objectives
+                     if objective in config.objectives and target[1] in config.objectives[objective].options]
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------
 # Grid expansion
 
 
@@ -882,9 +1187,12 @@ def _assigned_dataset(config: SuiteConfig, assignment: Mapping[str, Any]) -> Dat
     return config.dataset
 
 
-def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: Catalogue) -> JobSpec:
+def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: Catalogue,
+                trial: int | None = None) -> JobSpec:
     """One fully resolved JobSpec. Precedence (last wins): the objective's published defaults,
-    the suite's `train` block, the suite's per-objective override, the grid axes.
+    the suite's `train` block, the suite's per-objective override, the values search trial `trial`
+    sampled (those whose `only` takes this objective), the grid axes. A searched field is set
+    nowhere else (the loader refuses it), so the search's place in that order decides nothing.
 
     A `tricks` list set at a level replaces the whole list of the levels below it (an empty list
     removes every trick, the objective's published ones included). Then `spectral_norm`, taken from
@@ -918,9 +1226,28 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     apply({k: getattr(train, k) for k in ("optimizer", "lr", "lr_g", "lr_d", "betas", "critic_steps", "tricks",
                                           "spectral_norm", "reuse_fakes")})
     apply(override.model_dump(exclude={"options"}))
+    sampled: dict[str, Any] = {}
+    if trial is not None and config.search is not None:
+        sampled = {name: value for name, value in sample_trial(config.search, trial).items()
+                   if _applies(config.search.space[name], objective)}
+    for name, value in sampled.items():
+        if name in ("beta1", "beta2"):
+            betas = list(settings["betas"])
+            betas[name == "beta2"] = value
+            settings["betas"] = tuple(betas)
+        elif name in SEARCH_RECIPE_FIELDS:
+            apply({name: value})
     apply({k: v for k, v in assignment.items() if k in AXIS_TRAIN_KEYS})
     tricks = [(name, {**catalogue.tricks[name].option_defaults, **dict(options)})
               for name, options in settings["tricks"]]
+    for name, value in list(sampled.items()):
+        target = search_target(name)
+        if target is not None and target[0] == "trick":
+            having = [options for trick, options in tricks if trick == target[1]]
+            if having:
+                having[0][target[2]] = value
+            else:
+                del sampled[name]  # the job lacks the trick: the loader refuses it (_job_problems)
     if settings["spectral_norm"] is False:
         tricks = [(name, options) for name, options in tricks if name != SPECTRAL_NORM_TRICK]
     elif settings["spectral_norm"] and SPECTRAL_NORM_TRICK not in [name for name, _ in tricks]:
@@ -933,6 +1260,8 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
     arch_info = catalogue.archs[arch]
     latent_dim = settings["latent_dim"] or arch_info.default_latent_dim(shape)
     objective_options = {**info.option_defaults, **override.options}
+    objective_options.update({target[1]: value for name, value in sampled.items()
+                              if (target := search_target(name)) is not None and target[0] == "objective"})
     offers = data_info.offers(dataset_options)
     metrics = config.metrics if config.metrics is not None else catalogue.default_metrics(offers)
     job_metrics = tuple(dict.fromkeys([*metrics, *info.extra_metrics]))
@@ -964,17 +1293,23 @@ def resolve_job(config: SuiteConfig, assignment: Mapping[str, Any], catalogue: C
         deterministic=train.deterministic,
         eval_precision=train.eval_precision,
         reuse_fakes=bool(settings["reuse_fakes"]),
+        trial=trial,
+        search=freeze_options(sampled),
     )
 
 
 def expand(config: SuiteConfig, catalogue: Catalogue) -> list[JobSpec]:
-    """Every job of the suite, in deterministic order, without duplicates (by job id)."""
+    """Every job of the suite, in deterministic order, without duplicates (by job id). With a
+    `search`, every grid assignment once per trial, trial by trial (so more trials add jobs at the end)."""
+    trials: Sequence[int | None] = range(config.search.trials) if config.search is not None else [None]
+    assignments = grid_assignments(config)
     jobs, seen = [], set()
-    for assignment in grid_assignments(config):
-        job = resolve_job(config, assignment, catalogue)
-        if job.job_id not in seen:
-            seen.add(job.job_id)
-            jobs.append(job)
+    for trial in trials:
+        for assignment in assignments:
+            job = resolve_job(config, assignment, catalogue, trial)
+            if job.job_id not in seen:
+                seen.add(job.job_id)
+                jobs.append(job)
     return jobs
 
 

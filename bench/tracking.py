@@ -22,6 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bench.store import Status
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.tracking import MlflowClient
@@ -35,7 +37,7 @@ STATUS_TAG = "bench.status"
 PARENT_TAG = "mlflow.parentRunId"
 
 # job status -> MLflow run status; a diverged job ran its protocol to the end (divergence is a result)
-RUN_STATUS = {"done": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+RUN_STATUS: dict[str, str] = {Status.DONE: "FINISHED", Status.DIVERGED: "FINISHED", Status.FAILED: "FAILED"}
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"

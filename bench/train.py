@@ -33,7 +33,7 @@ from bench.metrics import EvalContext, get_evaluator
 from bench.objectives import Objective, bigan_qp_reconstruction, get_objective
 from bench.penalties import TRICKS, Trick, TrickInputs, get_trick
 from bench.spec import JobSpec
-from bench.store import JobStore, MetricRow
+from bench.store import DIVERGED_METRIC, JobStore, MetricRow, Status
 
 # evaluation noise is drawn in chunks of this many samples (bounded memory on any device)
 EVAL_CHUNK = 1024
@@ -49,7 +49,7 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # done | diverged | pending (interrupted)
+    status: Status  # done | diverged | pending (interrupted)
     step: int
     reason: str | None
     train_s: float
@@ -319,15 +319,28 @@ class Job:
             module.train(was_training)
 
     def evaluate(self) -> dict[str, float]:
+        """Every evaluator's metrics at the current weights: metric name -> value.
+
+        The evaluators share one draw per sample count: `sample(n)` is a function of n at fixed
+        weights, so two evaluators of 1,000 samples each (fidelity-classifier and class-coverage)
+        run the generator once, and see the same tensor (which they do not modify).
+        """
         values: dict[str, float] = {}
         encoder = getattr(self.game, "encoder", None)
         coders = {}
         if encoder is not None:
             coders = {"encode": lambda x: self._eval_mode(encoder, x),
                       "decode": lambda z: self._eval_mode(self.generator, z)}
+        drawn: dict[int, Tensor] = {}
+
+        def sample(count: int) -> Tensor:
+            if count not in drawn:
+                drawn[count] = self.sample(count)
+            return drawn[count]
+
         for evaluator in self.evaluators:
             context = EvalContext(
-                sample=self.sample,
+                sample=sample,
                 source=self.source,
                 device=self.device,
                 cache_dir=self.cache_dir,
@@ -388,44 +401,16 @@ class Job:
         return int(state["step"]), dict(state["clocks"]), window
 
 
-def _save_samples(job: Job, store: JobStore) -> list[Path]:
-    """Final samples: FINAL_POINTS points (.npy + scatter .png) for 2-D data, a grid of FINAL_GRID_IMAGES
-    images (.png) otherwise; the counts are fixed, whatever the metrics draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples_dir = store.samples_dir
-    samples_dir.mkdir(parents=True, exist_ok=True)
+def _save_samples(job: Job, store: JobStore) -> Path:
+    """Save the final samples as they are, without drawing them: FINAL_POINTS points (float32 (N, 2))
+    for 2-D data, FINAL_GRID_IMAGES images (uint8 (N, H, W, C)) otherwise; the counts are fixed,
+    whatever the metrics draw. Their figure is drawn outside training (bench.report.figures)."""
     count = FINAL_POINTS if len(job.source.shape) == 1 else FINAL_GRID_IMAGES
-    points = job.sample(count).float().cpu()
-    written = []
-    if points.dim() == 2:
-        np.save(samples_dir / "final.npy", points.numpy())
-        written.append(samples_dir / "final.npy")
-        figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
-        centers = getattr(job.source, "centers", None)
-        if centers is not None:
-            axes.scatter(centers[:, 0], centers[:, 1], c="red", s=30, marker="x", label="modes")
-        axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.4, label="generated")
-        axes.set_title(f"{job.spec.objective} / {job.spec.arch} / seed {job.spec.seed}")
-        axes.set_aspect("equal")
-        figure.tight_layout()
-        figure.savefig(samples_dir / "final.png")
-        plt.close(figure)
-    else:
-        from bench.vision import torchvision
-
-        grid = torchvision().utils.make_grid(points, nrow=8, normalize=True, value_range=(-1, 1))
-        figure = plt.figure(figsize=(4, 4), dpi=100)
-        plt.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-        plt.axis("off")
-        figure.tight_layout()
-        figure.savefig(samples_dir / "final.png")
-        plt.close(figure)
-    written.append(samples_dir / "final.png")
-    return written
+    samples = job.sample(count).float().cpu()
+    if samples.dim() == 2:
+        return store.save_final_samples(samples.numpy())
+    pixels = ((samples.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    return store.save_final_samples(pixels.permute(0, 2, 3, 1).numpy())
 
 
 def train(
@@ -461,7 +446,7 @@ def train(
         log(f"resuming from the checkpoint at step {step}")
     else:
         store.truncate_metrics(after_step=-1)
-    store.write_status("running", step=step, pid=os.getpid(), host=socket.gethostname(),
+    store.write_status(Status.RUNNING, step=step, pid=os.getpid(), host=socket.gethostname(),
                        attempts=int(store.read_status().get("attempts") or 0) + 1)
 
     def record(values: dict[str, float], at_step: int) -> None:
@@ -478,7 +463,7 @@ def train(
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         log(f"eval step {at_step}: {shown} ({elapsed:.2f}s)")
 
-    def finish(status: str, reason: str | None, at_step: int) -> TrainResult:
+    def finish(status: Status, reason: str | None, at_step: int) -> TrainResult:
         store.write_status(status, reason=reason, step=at_step, train_s=round(clocks["train_s"], 3),
                            eval_s=round(clocks["eval_s"], 3))
         return TrainResult(status, at_step, reason, clocks["train_s"], clocks["eval_s"])
@@ -506,8 +491,8 @@ def train(
         if step % spec.log_every == 0 or step == spec.steps:
             first_bad = int(window["first_bad"])  # note: the one CPU-GPU sync per logging interval
             if first_bad >= 0:
-                record({"diverged": 1.0}, first_bad)
-                return finish("diverged", f"non-finite loss at step {first_bad}", first_bad)
+                record({DIVERGED_METRIC: 1.0}, first_bad)
+                return finish(Status.DIVERGED, f"non-finite loss at step {first_bad}", first_bad)
             count = window["count"]
             losses = {"loss_d": float(window["sum_d"]) / count, "loss_g": float(window["sum_g"]) / count}
             record(losses, step)
@@ -517,11 +502,11 @@ def train(
             last_report, steps_at_report = now, step
             log(f"step {step}/{spec.steps} loss_d={losses['loss_d']:.4f} loss_g={losses['loss_g']:.4f} "
                 f"{rate:.1f} it/s")
-            store.write_status("running", step=step)
+            store.write_status(Status.RUNNING, step=step)
         if step % spec.eval_every == 0 or step == spec.steps:
             if not job.weights_finite():
-                record({"diverged": 1.0}, step)
-                return finish("diverged", f"non-finite weights at step {step}", step)
+                record({DIVERGED_METRIC: 1.0}, step)
+                return finish(Status.DIVERGED, f"non-finite weights at step {step}", step)
             run_evaluation(step)
         # polled every step (a flag, no device sync): a stop must land before a supervisor's
         # grace period ends (submitit's local controller kills 1 s after forwarding Ctrl-C)
@@ -530,9 +515,9 @@ def train(
             store.save_checkpoint(job.state(step, clocks, window))
         if stop_now:
             log(f"stop requested: checkpoint written at step {step}")
-            return finish("pending", f"interrupted at step {step}; resumes from its checkpoint", step)
+            return finish(Status.PENDING, f"interrupted at step {step}; resumes from its checkpoint", step)
     _save_samples(job, store)
-    return finish("done", None, step)
+    return finish(Status.DONE, None, step)
 
 
 def steps_per_second(spec: JobSpec, *, data_root: Path, cache_dir: Path, steps: int = 50) -> float:

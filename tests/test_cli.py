@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_bench
+from conftest import run_bench_here
 
 from bench.cli import build_parser, main
 from bench.objectives import OBJECTIVES
@@ -136,6 +136,12 @@ def test_status_after_a_run(tiny_suite: Path, tmp_path: Path, capsys, monkeypatc
 
 
 def test_ui_runs_mlflow_on_the_results_store(tmp_path: Path, capsys) -> None:
+    # a results folder without a store is refused (an empty UI would hide a mistyped --results) ...
+    assert main(["ui", "--results", str(tmp_path / "results"), "--print-only"]) == 2
+    assert f"no MLflow store at {tmp_path / 'results' / 'mlflow.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "mlflow.db").touch()
     assert main(["ui", "--results", str(tmp_path / "results"), "--print-only", "--port", "5123"]) == 0
     out = capsys.readouterr().out
     assert f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}" in out
@@ -146,8 +152,8 @@ def test_ui_runs_mlflow_on_the_results_store(tmp_path: Path, capsys) -> None:
 
 
 def test_local_jobs_split_the_cores(tmp_path: Path, tiny_suite: Path) -> None:
-    ran = run_bench(["run", str(tiny_suite), "--executor", "local", "--max-parallel", "2", "--no-tracking",
-                     "--no-report", "--no-progress"], tmp_path)
+    ran = run_bench_here(["run", str(tiny_suite), "--executor", "local", "--max-parallel", "2", "--no-tracking",
+                          "--no-report", "--no-progress"], tmp_path)
     assert ran.returncode == 0, ran.stderr
     import os
 
@@ -204,3 +210,14 @@ def test_the_report_built_after_a_run_prints_its_summary(tmp_path: Path, capsys)
     assert "\nsummary:\nEvery job has ended.\n" in out
     assert "  - wgan: 6/6 seeds diverged (median divergence step 150).\n" in out
 
+
+
+def test_report_refuses_a_baseline_no_job_trains(tiny_suite: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "bench-home"))
+    assert main(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", "results/tiny", "--baseline", "wgan"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--baseline wgan: no job of results/tiny trains it; the objectives there: nsgan, rsgan")
+    assert not (tmp_path / "results" / "tiny" / "report").exists()

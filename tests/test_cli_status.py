@@ -56,12 +56,13 @@ def status_lines(capsys) -> list[str]:
 
 
 def test_jobs_show_in_grid_order_without_nan(tmp_path: Path, capsys) -> None:
-    store, jobs = stored_suite(tmp_path, {"grid": {"objective": ["rsgan", "nsgan"], "arch": ["mlp"], "seed": [0]}})
+    objectives = ["nsgan", "rsgan"]
+    store, jobs = stored_suite(tmp_path, {"grid": {"objective": objectives, "arch": ["mlp"], "seed": [0]}})
     assert sorted(job.job_id for job in jobs) != [job.job_id for job in jobs]  # grid order is not id order
     store.job(jobs[0].job_id).write_status("failed", reason="RuntimeError: boom")
     store.job(jobs[1].job_id).write_status("done", step=60)
     lines = status_lines(capsys)
-    assert [line.split()[1] for line in lines[2:4]] == ["rsgan", "nsgan"]
+    assert [line.split()[1] for line in lines[2:4]] == objectives
     assert lines[2].endswith("failed  -     60     RuntimeError: boom")
     assert lines[3].endswith("done    60    60")
     assert "nan" not in "\n".join(lines)

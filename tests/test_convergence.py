@@ -10,7 +10,6 @@ import pytest
 from torch.testing import assert_close
 
 from bench.metrics.convergence import (
-    STATUSES,
     CurveSummary,
     ThresholdTime,
     best_index,
@@ -25,6 +24,7 @@ from bench.metrics.convergence import (
     window_auc,
     window_aucs,
 )
+from bench.store import Status
 
 # a FID-like curve (lower is better) evaluated every 100 steps, 1.5 s apart
 STEPS = [0, 100, 200, 300, 400]
@@ -170,7 +170,7 @@ def _random_curves(rng: np.random.Generator, num_curves: int, length: int):
     padding = np.arange(length) >= lengths[:, None]
     steps[padding] = -rng.integers(0, 1000, size=padding.sum())
     values[padding] = rng.choice([np.nan, 1e9, -1e9], size=padding.sum())
-    statuses = rng.choice(STATUSES, size=num_curves)
+    statuses = rng.choice([status.value for status in Status], size=num_curves)
     return steps, wall_s, values, lengths, statuses
 
 

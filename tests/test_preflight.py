@@ -195,6 +195,13 @@ def test_a_results_root_that_is_a_file(tmp_path: Path, capsys) -> None:
            "file, not a folder; give --results a folder" in capsys.readouterr().err
 
 
+def test_a_results_root_where_no_folder_can_be_made(tmp_path: Path, capsys) -> None:
+    # /proc: its permission bits let root write, its file system makes no folders
+    assert main(["run", str(write_suite(tmp_path)), "--results", "/proc/bench-results"]) == 2
+    assert ("--results: results root /proc/bench-results: /proc is not writable by this user; give --results a "
+            "folder you can write") in capsys.readouterr().err
+
+
 def test_results_from_another_spec_are_not_mixed(tmp_path: Path, capsys) -> None:
     from bench.catalogue import build_catalogue
     from bench.store import SuiteStore

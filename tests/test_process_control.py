@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_SUITE, bench_env, run_bench, write_suite
+from conftest import TINY_SUITE, bench_env, run_bench_here, write_suite
 
 from bench.store import SuiteStore
 
@@ -38,7 +38,7 @@ def _start_local_run(tmp_path, steps: int, *, tracking: bool) -> tuple[subproces
 
 @pytest.mark.slow
 def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -> None:
-    process, store, args = _start_local_run(tmp_path, 4000, tracking=False)
+    process, store, args = _start_local_run(tmp_path, 1200, tracking=False)
     started = time.time()
     process.send_signal(signal.SIGTERM)  # the bench process only, as `kill <pid>` does
     process.wait(timeout=120)
@@ -47,11 +47,11 @@ def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -
     assert process.returncode == 130, (stdout, stderr, statuses)
     assert "interrupted" in stderr
     assert [s["status"] for s in statuses] == ["pending", "pending"], statuses
-    assert all(s["step"] < 4000 for s in statuses), "the jobs ran to their end instead of stopping"
+    assert all(s["step"] < 1200 for s in statuses), "the jobs ran to their end instead of stopping"
     assert all(store.job(j).checkpoint_path.exists() for j in store.job_ids())
     assert time.time() - started < 30
 
-    again = run_bench(args, tmp_path)
+    again = run_bench_here(args, tmp_path)
     assert again.returncode == 0, again.stderr
     assert "2 to resume" in again.stdout
     assert [store.job(j).read_status()["status"] for j in store.job_ids()] == ["done", "done"]
@@ -61,7 +61,7 @@ def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -
 def test_jobs_orphaned_by_a_killed_bench_write_their_own_mlflow_runs(tmp_path) -> None:
     import mlflow
 
-    process, store, _ = _start_local_run(tmp_path, 1500, tracking=True)
+    process, store, _ = _start_local_run(tmp_path, 600, tracking=True)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     deadline = time.time() + 120
@@ -77,3 +77,20 @@ def test_jobs_orphaned_by_a_killed_bench_write_their_own_mlflow_runs(tmp_path) -
     children = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("mlflow.parentRunId")]
     assert {r.data.tags["bench.job_id"] for r in children} == set(store.job_ids())
     assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_sigterm_before_any_job_runs_exits_130_and_restores_the_handler(monkeypatch, capsys) -> None:
+    """Whatever a command is doing when SIGTERM comes (here: before a launcher takes the signals over), it
+    ends as Ctrl-C would: exit 130 and the interrupted message, not the signal's default 143."""
+    import bench.cli
+
+    def busy(_args) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(bench.cli, "cmd_status", busy)
+    before = signal.getsignal(signal.SIGTERM)
+    assert bench.cli.main(["status", "anywhere"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before

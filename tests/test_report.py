@@ -17,7 +17,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -557,10 +556,9 @@ def test_a_missing_baseline_is_reported_and_comparisons_skipped(tmp_path):
         for seed in (0, 1):
             spec = make_spec(objective, seed, suite="nobase", dataset="digits")
             write_job(store, spec, status="done", values=curves(4 + seed, 0.5, evals=2), train_s=1.0)
-            store.job(spec.job_id).samples_dir.mkdir()
-            grid = np.full((16, 16, 3), 0.2 * seed)
-            grid[4:12, 4:12] = (1.0, 0.5, 0.0) if objective == "hinge" else (0.0, 0.5, 1.0)
-            plt.imsave(store.job(spec.job_id).samples_dir / "final.png", grid)
+            images = np.full((4, 8, 8, 3), 50 * seed, dtype=np.uint8)
+            images[:, 2:6, 2:6] = (255, 128, 0) if objective == "hinge" else (0, 128, 255)
+            store.job(spec.job_id).save_final_samples(images)
     result = build_report(store.root, directions=DIRECTIONS)
     markdown = result.markdown.read_text(encoding="utf-8")
     assert "](figures/samples_images.png)" in markdown  # an image suite: each objective's sample grid

@@ -18,11 +18,14 @@ from bench.report.figures import (
     DPI,
     POINTS_INCHES,
     SAMPLE_COLUMNS,
+    coverage_figure,
     distribution_figure,
     objective_palette,
     points_figure,
+    tile_images,
     y_scale,
 )
+from bench.report.samples import draw_final_samples, mixture_centres
 from bench.store import MetricRow, SuiteStore
 
 OBJECTIVES = ("nsgan", "lsgan", "wgan")  # baseline first, then by name
@@ -184,3 +187,47 @@ def test_a_series_logged_once_per_run_is_named_not_drawn(seven):
     caption = caption_of(markdown, "training_curves.png")
     assert caption.startswith("loss_d (plotted, never ranked)")
     assert caption.endswith("; not drawn, one evaluation per run: diverged.")
+
+
+def test_tile_images_lays_out_like_make_grid():
+    images = np.array([10, 20, 30], dtype=np.uint8).reshape(3, 1, 1, 1)
+    grid = tile_images(images, columns=2, padding=1)
+    # two to a row, a 1-pixel black border around each; one channel shown as grey (three equal channels)
+    expected = np.zeros((5, 5, 3), dtype=np.uint8)
+    expected[1, 1], expected[1, 3], expected[3, 1] = 10, 20, 30
+    np.testing.assert_array_equal(grid, expected)
+    with pytest.raises(ValueError, match=r"images must be uint8 \(N, H, W, C\) with N >= 1, got float64"):
+        tile_images(np.zeros((1, 2, 2, 3)))
+
+
+def test_final_samples_are_drawn_from_the_saved_arrays(tmp_path):
+    store = SuiteStore(tmp_path / "drawn")
+    points_job = store.job(make_spec("nsgan", 0).job_id)
+    assert draw_final_samples(points_job, make_spec("nsgan", 0)) == []  # nothing saved, nothing drawn
+    points_job.save_final_samples(np.random.default_rng(0).normal(0, 2, (100, 2)))
+    assert draw_final_samples(points_job, make_spec("nsgan", 0)) == [points_job.final_points_path,
+                                                                     points_job.final_figure_path]
+    assert png_size(points_job.final_figure_path) == (400, 400)
+    image_spec = make_spec("nsgan", 1, dataset="digits")
+    image_job = store.job(image_spec.job_id)
+    image_job.save_final_samples(np.full((5, 8, 8, 1), 200, dtype=np.uint8))
+    assert draw_final_samples(image_job, image_spec) == [image_job.final_images_path, image_job.final_figure_path]
+    assert png_size(image_job.final_figure_path) == (400, 400)
+
+
+def test_mixture_centres_come_from_the_dataset_offers(tmp_path):
+    centres = mixture_centres("ring8", {"radius": 3.0}, root=tmp_path)
+    assert centres.shape == (8, 2)
+    np.testing.assert_allclose(centres[0], [3.0, 0.0])
+    assert mixture_centres("digits", {}, root=tmp_path) is None
+
+
+def test_coverage_figure_with_no_surviving_run(tmp_path):
+    """A cell whose every run failed to train leaves no bar, hence no legend to move (pacgan_mixtures'
+    ring8 at 500 steps)."""
+    scores = pd.DataFrame({"metric": ["modes_held"] * 2, "cell": ["mlp, dataset=ring8"] * 2,
+                           "objective": ["nsgan"] * 2, "final": [0.0, 0.0], "survived": [False, False]})
+    figure = coverage_figure(scores, "modes_held", ["mlp, dataset=ring8"], ["nsgan"],
+                             objective_palette(["nsgan"]), tmp_path / "coverage.png")
+    assert figure.path.is_file()
+    assert "n = 0 seeds per bar" in figure.caption

@@ -73,7 +73,7 @@ def test_stacked_seeds_write_what_separate_jobs_write(catalogue, tmp_path, objec
         assert store.read_spec() == spec
         status = store.read_status()
         assert (status["status"], status["step"], status["attempts"]) == ("done", 30, 1)
-        assert store.checkpoint_path.exists() and (store.samples_dir / "final.png").exists()
+        assert store.checkpoint_path.exists() and store.final_points_path.exists()
         metrics = store.read_metrics()
         assert {"loss_d", "loss_g", "mode_kl"} <= set(metrics["metric"])
         _assert_same_metrics(reference, metrics)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
 import pickle
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+import bench
 from bench.spec import JobSpec, freeze_options
 from bench.store import (
+    STATUS_OUTCOMES,
+    TERMINAL_STATUSES,
     JobStore,
     MetricRow,
+    Outcome,
     SpecChangedError,
     Status,
     SuiteStore,
@@ -231,6 +237,49 @@ def test_metrics_refuse_other_jobs_rows(suite):
         suite.job("abc").append_metrics([MetricRow("xyz", 1, 0.1, "fid", 1.0)])
 
 
+def test_metrics_file_is_appended_in_place_with_the_same_text(suite, monkeypatch):
+    job = suite.job("abc")
+    job.append_metrics([MetricRow("abc", 10, 0.5, "d_loss", 0.25), MetricRow("abc", 10, 0.5, "g_loss", -1.0)])
+    before = job.metrics_path.stat()
+    replaced = []
+    monkeypatch.setattr("bench.store.os.replace", lambda *paths: replaced.append(paths))
+    job.append_metrics([MetricRow("abc", 20, 1.25, "d_loss", float("nan"))])
+    after = job.metrics_path.stat()
+    assert replaced == [] and after.st_ino == before.st_ino
+    assert after.st_size - before.st_size == len("abc,20,1.25,d_loss,nan\n")
+    assert job.metrics_path.read_text() == ("job_id,step,wall_s,metric,value\n"
+                                            "abc,10,0.5,d_loss,0.25\nabc,10,0.5,g_loss,-1.0\n"
+                                            "abc,20,1.25,d_loss,nan\n")
+
+
+def test_torn_last_metrics_line_is_ignored_then_cut(suite):
+    job = suite.job("abc")
+    job.append_metrics([MetricRow("abc", step, step / 10, "fid", float(step)) for step in (10, 20)])
+    complete = job.metrics_path.read_text()
+    with open(job.metrics_path, "a") as f:
+        f.write("abc,30,3.0,fi")  # killed mid-append
+    assert job.read_metrics()["step"].tolist() == [10, 20]
+    assert suite.metrics_table()["step"].tolist() == [10, 20]
+    job.truncate_metrics(after_step=20)  # resuming: nothing to drop but the torn line
+    assert job.metrics_path.read_text() == complete
+    with open(job.metrics_path, "a") as f:
+        f.write("abc,30,3.0,fi")
+    job.append_metrics([MetricRow("abc", 30, 3.0, "fid", 30.0)])
+    assert job.metrics_path.read_text() == complete + "abc,30,3.0,fid,30.0\n"
+
+
+def test_torn_metrics_header_reads_as_no_rows(suite):
+    job = suite.job("abc")
+    job.path.mkdir(parents=True)
+    job.metrics_path.write_text("job_id,st")
+    assert job.read_metrics().empty and suite.metrics_table().empty
+    job.append_metrics([MetricRow("abc", 1, 0.1, "fid", 1.0)])
+    assert job.metrics_path.read_text() == "job_id,step,wall_s,metric,value\nabc,1,0.1,fid,1.0\n"
+    job.metrics_path.write_text("step,job_id\n")
+    with pytest.raises(ValueError, match="metrics.csv: the first line must be 'job_id,step,wall_s,metric,value'"):
+        job.read_metrics()
+
+
 def test_truncate_metrics(suite):
     job = suite.job("abc")
     job.truncate_metrics(100)  # nothing stored: nothing to do
@@ -309,3 +358,28 @@ def test_paths(suite):
     assert job.log_path == suite.root / "jobs" / "abc" / "log.txt"
     assert not job.path.exists()
     assert isinstance(job, JobStore)
+
+
+def status_literals(source: str) -> list[tuple[int, str]]:
+    """(line, value) of every string constant in `source` that spells a job status."""
+    statuses = {status.value for status in Status}
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and node.value in statuses]
+
+
+def test_status_literals_are_found():
+    assert status_literals('x = "done"\nif s in ("failed", "crashed"):\n    pass\n') == [(1, "done"), (2, "failed")]
+    assert status_literals('"""A job is done when ..."""\nx = Status.DONE\n') == []
+
+
+def test_no_module_restates_a_status():
+    package = Path(bench.__file__).parent
+    found = [f"{path.relative_to(package.parent)}:{line}: {value!r}"
+             for path in sorted(package.rglob("*.py")) if path != package / "store.py"
+             for line, value in status_literals(path.read_text(encoding="utf-8"))]
+    assert found == [], "import Status and its sets from bench.store instead of:\n" + "\n".join(found)
+
+
+def test_every_terminal_status_has_one_outcome():
+    assert set(STATUS_OUTCOMES) == TERMINAL_STATUSES
+    assert set(Outcome) == {*STATUS_OUTCOMES.values(), Outcome.FAILED_TO_TRAIN}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_SUITE, run_bench, write_suite
+from conftest import TINY_SUITE, run_bench_here, write_suite
 
 from bench.catalogue import build_catalogue
 from bench.suite import SuiteError, grid_assignments, load_suite, parse_suite
@@ -43,7 +43,7 @@ def test_bad_suite_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((DATA / "bad_suite.yaml").read_text())
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_bench(["run", str(bad)], tmp_path)
+    result = run_bench_here(["run", str(bad)], tmp_path)
     assert result.returncode == 2
     assert "14 problems" in result.stderr
     assert "line 6: grid.objective[1]: unknown objective 'foogan'" in result.stderr
@@ -64,6 +64,11 @@ def test_bad_suite_exits_2_and_writes_nothing(tmp_path: Path) -> None:
          r"the grid expands to no jobs"),
         ({"dataset": {"name": "mnist", "options": {"resolution": 30}}}, r"dataset.options"),
         ({"executor": {"name": "slurm"}}, r"executor.profile: the slurm executor needs a profile"),
+        ({"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": ["abc"]}},
+         r"grid.seed\[0\]: each seed is a whole number >= 0 \(e.g. seed: \[0, 1, 2\]\), got 'abc'"),
+        ({"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0, -1]}}, r"grid.seed\[1\]: .* got -1"),
+        ({"grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [3, 3]}},
+         r"grid.seed\[1\]: seed 3 is listed twice"),
     ],
 )
 def test_single_problems_are_named(tmp_path: Path, catalogue, change: dict, expected: str) -> None:
@@ -132,11 +137,11 @@ def test_job_id_is_stable_and_ignores_suite_name(catalogue) -> None:
     assert [j.job_id for j in first] == [j.job_id for j in renamed]
     assert len({j.job_id for j in first}) == len(first)
     # pinned: the same spec has the same id on any machine
-    assert first[0].job_id == "02dc1e2ed4d5"
+    assert first[0].job_id == "ca8b7d1a60f7"
 
 
 def test_dry_run_prints_the_grid(tiny_suite: Path, tmp_path: Path) -> None:
-    result = run_bench(["run", str(tiny_suite), "--dry-run"], tmp_path)
+    result = run_bench_here(["run", str(tiny_suite), "--dry-run"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split() == ["job_id", "objective", "arch", "seed"]
     assert result.stdout.strip().endswith("2 jobs")
@@ -369,4 +374,11 @@ def test_schema_errors_inside_a_union_are_placed_at_their_key(tmp_path: Path, ca
                                                              expected: str) -> None:
     path = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "tricks": tricks}})
     with pytest.raises(SuiteError, match=r"tiny.yaml: 1 problem\n  line \d+: " + expected):
+        load_suite(path, catalogue)
+
+
+def test_a_suite_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path, catalogue) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: t\ndescription: caf\xe9\ndataset: {name: ring8}\n")
+    with pytest.raises(SuiteError, match=r"line 2: byte 0xe9 is not UTF-8; save the file as UTF-8"):
         load_suite(path, catalogue)

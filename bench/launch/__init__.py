@@ -4,6 +4,7 @@ or as SLURM job arrays (`slurm`); skipping what is complete, resuming what was i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -19,9 +21,14 @@ from typing import Any
 
 from bench.registry import Option, Registry
 from bench.spec import JobSpec
-from bench.store import JobStore, SuiteStore
-
-COMPLETE = ("done", "diverged")
+from bench.store import (
+    COMPLETE_STATUSES,
+    TERMINAL_STATUSES,
+    JobStore,
+    Status,
+    SuiteStore,
+    atomic_write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,13 @@ class Paths:
 
 
 def default_paths(results_root: Path) -> Paths:
-    """Data and caches live under $BENCH_HOME (default ~/.cache/bench), results where asked."""
+    """Data under $BENCH_HOME/data (default ~/.cache/bench/data); caches under $BENCH_CACHE when set (a
+    cache shared by several homes, e.g. on a cluster's scratch), else $BENCH_HOME/cache; results where asked.
+    Every cache entry is keyed by its full content, so sharing a cache never mixes results."""
     home = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "bench"))
-    return Paths(results_root=results_root, data_root=home / "data", cache_dir=home / "cache")
+    cache = os.environ.get("BENCH_CACHE")
+    return Paths(results_root=results_root, data_root=home / "data",
+                 cache_dir=Path(cache) if cache else home / "cache")
 
 
 _stop_requested = threading.Event()
@@ -56,7 +67,8 @@ def stop_requested() -> bool:
 
 
 class JobRunner:
-    """The callable submitit pickles: trains one job, records its end, flushes it to MLflow.
+    """The callable submitit pickles: trains one job, or the seeds of one grid cell stacked
+    (`stacked`: their specs, bench.stacked.train_stacked), records each job's end, flushes each to MLflow.
 
     Checkpointable: on preemption or time limit submitit calls `checkpoint`, which resubmits
     this same runner; the job resumes from its last checkpoint.
@@ -68,26 +80,40 @@ class JobRunner:
     """
 
     def __init__(self, spec: JobSpec, suite_dir: Path, paths: Paths, tracking: TrackingTarget | None,
-                 threads: int | None, launcher_pid: int | None = None) -> None:
+                 threads: int | None, launcher_pid: int | None = None, *, stacked: Sequence[JobSpec] = ()) -> None:
         self.spec = spec
+        self.specs: tuple[JobSpec, ...] = tuple(stacked) or (spec,)
+        if self.specs[0] != spec:
+            raise ValueError("a stacked runner's spec is the first of its stacked specs")
         self.suite_dir = Path(suite_dir)
         self.paths = paths
         self.tracking = tracking
         self.threads = threads
         self.launcher_pid = launcher_pid
 
-    def __call__(self) -> str:
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(spec.job_id for spec in self.specs)
+
+    def statuses(self, result: str | dict[str, str]) -> dict[str, str]:
+        """job_id -> status from what `__call__` returned (a status for one job, a dict for a stack)."""
+        return dict(result) if isinstance(result, dict) else {self.spec.job_id: result}
+
+    def __call__(self) -> str | dict[str, str]:
         import torch
 
+        from bench.stacked import train_stacked
         from bench.train import train
 
+        threads_before = torch.get_num_threads()  # restored at the end: the debug executor runs jobs in this process
         if self.threads:
             torch.set_num_threads(self.threads)
-        store = SuiteStore(self.suite_dir).job(self.spec.job_id)
-        store.path.mkdir(parents=True, exist_ok=True)
+        stores = [SuiteStore(self.suite_dir).job(spec.job_id) for spec in self.specs]
         slurm_id = _slurm_task_id()
-        if slurm_id:
-            store.write_status(store.read_status()["status"], slurm_job_id=slurm_id)
+        for store in stores:
+            store.path.mkdir(parents=True, exist_ok=True)
+            if slurm_id:
+                store.write_status(store.read_status()["status"], slurm_job_id=slurm_id)
         previous: dict[int, Any] = {}
         preempted = threading.Event()
         if threading.current_thread() is threading.main_thread():
@@ -107,35 +133,56 @@ class JobRunner:
                 # forwards when it is stopped alone (by `kill` or a supervisor)
                 for signum in STOP_SIGNALS:
                     previous[signum] = signal.signal(signum, lambda *_: _stop_requested.set())
-        with open(store.log_path, "a", buffering=1) as log_file:
+        with ExitStack() as files:
+            # a stacked group's lines go to every one of its jobs' logs
+            log_files = [files.enter_context(open(store.log_path, "a", buffering=1)) for store in stores]
 
             def log(message: str) -> None:
-                log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+                line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
+                for log_file in log_files:
+                    log_file.write(line)
 
+            seeds = ", ".join(str(spec.seed) for spec in self.specs)
+            stacked = f" (stacked: jobs {', '.join(self.job_ids)})" if len(self.specs) > 1 else ""
             log(f"job {self.spec.job_id} on {socket.gethostname()} pid {os.getpid()}, "
                 f"{torch.get_num_threads()} torch threads: "
-                f"{self.spec.objective} / {self.spec.arch} / seed {self.spec.seed}")
+                f"{self.spec.objective} / {self.spec.arch} / seed{'s' if stacked else ''} {seeds}{stacked}")
+            statuses: dict[str, str] = {}
             try:
-                result = train(self.spec, store, data_root=self.paths.data_root, cache_dir=self.paths.cache_dir,
-                               should_stop=stop_requested, log=log)
-                status = result.status
-                log(f"ended {status}" + (f": {result.reason}" if result.reason else ""))
+                if len(self.specs) == 1:
+                    results = [train(self.spec, stores[0], data_root=self.paths.data_root,
+                                     cache_dir=self.paths.cache_dir, should_stop=stop_requested, log=log)]
+                else:
+                    results = train_stacked(self.specs, stores, data_root=self.paths.data_root,
+                                            cache_dir=self.paths.cache_dir, should_stop=stop_requested, log=log)
+                for spec, result in zip(self.specs, results, strict=True):
+                    statuses[spec.job_id] = result.status
+                    seed = f"seed {spec.seed} " if stacked else ""
+                    log(f"{seed}ended {result.status}" + (f": {result.reason}" if result.reason else ""))
             except Exception as error:  # the suite goes on; the reason is kept
                 log(traceback.format_exc())
                 reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-                store.write_status("failed", reason=reason)
-                status = "failed"
+                for spec, store in zip(self.specs, stores):
+                    ended = store.read_status()["status"]
+                    if ended in COMPLETE_STATUSES:  # a stacked seed that had ended before the error
+                        statuses[spec.job_id] = ended
+                    else:
+                        store.write_status(Status.FAILED, reason=reason)
+                        statuses[spec.job_id] = Status.FAILED
             finally:
+                torch.set_num_threads(threads_before)
                 for signal_number, handler in previous.items():
                     signal.signal(signal_number, handler)
-            if preempted.is_set() and status == "pending":
+            if preempted.is_set() and Status.PENDING in statuses.values():
                 log("preempted: checkpoint written; asking SLURM to requeue this job")
                 handler = previous[_submitit_signal()]
                 if callable(handler):
                     handler(_submitit_signal(), None)  # submitit: calls self.checkpoint, requeues, exits
-            if status in COMPLETE + ("failed",) and self.tracking is not None and not self._launcher_alive():
-                flush_to_mlflow(store, self.tracking, log)
-        return status
+            if self.tracking is not None and not self._launcher_alive():
+                for store in stores:
+                    if statuses[store.job_id] in TERMINAL_STATUSES:
+                        flush_to_mlflow(store, self.tracking, log)
+        return statuses[self.spec.job_id] if len(self.specs) == 1 else statuses
 
     def _launcher_alive(self) -> bool:
         """Whether the `bench run` process that flushes this job's MLflow run is still there."""
@@ -183,7 +230,9 @@ def _submitit_signal() -> int:
 
 
 def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[str], None] = print) -> str | None:
-    """Log a finished job's params, metric rows and samples as the suite's child run (idempotent)."""
+    """Log a finished job's params, metric rows and samples (drawn here: the job only saves them) as
+    the suite's child run (idempotent)."""
+    from bench.report.samples import draw_final_samples
     from bench.tracking import Tracker
 
     spec = store.read_spec()
@@ -192,7 +241,7 @@ def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[st
         return None
     try:
         tracker = Tracker(tracking.uri, tracking.experiment, tracking.artifact_root)
-        artifacts = sorted(p for p in store.samples_dir.glob("final.*")) if store.samples_dir.exists() else []
+        artifacts = draw_final_samples(store, spec)
         run_id = tracker.log_job(tracking.parent_run_id, spec.job_id, spec.flat(), store.read_metrics(),
                                  status["status"], artifacts, varying=tracking.varying)
     except Exception as error:  # tracking is a view of the store: a failure here loses nothing
@@ -225,7 +274,7 @@ def _age_s(timestamp: str | None) -> float:
 def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) -> bool:
     """Whether a job not complete is running or queued somewhere: its SLURM job is pending or
     running (when sacct can be asked), or the process recorded in its status is alive."""
-    if status.get("status") in COMPLETE:
+    if status.get("status") in COMPLETE_STATUSES:
         return False
     slurm_job = status.get("slurm_job_id")
     if slurm_job and slurm_states is not None:
@@ -234,7 +283,7 @@ def is_live(status: dict[str, Any], slurm_states: dict[str, str] | None = None) 
             # accounting may lag a fresh submission by a moment: recent means queued
             return _age_s(status.get("updated_at")) < UNKNOWN_SLURM_JOB_GRACE_S
         return state.split()[0] in LIVE_SLURM_STATES
-    if status.get("status") != "running":
+    if status.get("status") != Status.RUNNING:
         return False
     if slurm_job:
         return True  # recorded as running on a cluster this machine cannot ask: not touched
@@ -263,7 +312,7 @@ class Plan:
 def interrupted_reason(status: dict[str, Any], slurm_states: dict[str, str] | None, *, checkpoint: bool) -> str | None:
     """Why a job recorded as `running` is not running any more (its process is gone, or its SLURM
     job ended), and what the next `bench run` does with it; None when it may still be running."""
-    if status.get("status") != "running" or is_live(status, slurm_states):
+    if status.get("status") != Status.RUNNING or is_live(status, slurm_states):
         return None
     then = "resumes from its last checkpoint" if checkpoint else "starts again on the next `bench run`"
     slurm_job = status.get("slurm_job_id")
@@ -284,11 +333,11 @@ def plan_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore,
     for job in jobs:
         store = suite_store.job(job.job_id)
         status = store.read_status()
-        if status["status"] in COMPLETE:
+        if status["status"] in COMPLETE_STATUSES:
             plan.complete.append(job)
         elif is_live(status, slurm_states) or (slurm_unanswered and status.get("slurm_job_id")):
             plan.live.append(job)
-        elif store.path.joinpath("checkpoint.pt").exists():
+        elif store.checkpoint_path.exists():
             plan.resume.append(job)
         else:
             plan.fresh.append(job)
@@ -299,7 +348,7 @@ def changed_jobs(jobs: Sequence[JobSpec], suite_store: SuiteStore, axes: Sequenc
     """Jobs of the grid whose grid position already has results under a different spec: their
     differences, one block per job (empty when none). Such a rerun would mix two experiments."""
     def position(flat: dict[str, str]) -> tuple[str, ...]:
-        keys = ["objective", "arch", "seed"] + sorted(
+        keys = ["objective", "arch", "seed", "trial"] + sorted(  # `trial`: a search suite's trial, else absent
             {"lr": "lr_g"}.get(axis, axis) for axis in axes if axis not in ("objective", "arch", "seed"))
         return tuple(flat.get(key, "") for key in keys)
 
@@ -336,7 +385,7 @@ class Progress:
         self.reached = {job_id: self._step(job_id) for job_id in self.total}
         self.bar = tqdm(total=sum(self.total.values()), initial=sum(self.reached.values()), desc=suite_dir.name,
                         unit="step", unit_scale=True, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-        self.counts = {"done": 0, "diverged": 0, "failed": 0, "pending": 0}
+        self.counts: dict[str, int] = dict.fromkeys((*TERMINAL_STATUSES, Status.PENDING), 0)
         self.running = 0
         self._postfix()
 
@@ -349,7 +398,7 @@ class Progress:
         for job_id, status in finished.items():
             self.counts[status] = self.counts.get(status, 0) + 1
             # an ended job's steps are spent, whatever its end; an interrupted one keeps its step
-            self.reached[job_id] = self._step(job_id) if status == "pending" else self.total[job_id]
+            self.reached[job_id] = self._step(job_id) if status == Status.PENDING else self.total[job_id]
         for job_id in running:
             self.reached[job_id] = max(self.reached[job_id], self._step(job_id))
         self.running = len(running)
@@ -358,10 +407,10 @@ class Progress:
 
     def _postfix(self) -> None:
         jobs = len(self.total)
-        text = (f"jobs {self.counts['done']}/{jobs} done, {self.running} running, "
-                f"{self.counts['diverged']} diverged, {self.counts['failed']} failed")
-        if self.counts["pending"]:
-            text += f", {self.counts['pending']} interrupted"
+        text = (f"jobs {self.counts[Status.DONE]}/{jobs} done, {self.running} running, "
+                f"{self.counts[Status.DIVERGED]} diverged, {self.counts[Status.FAILED]} failed")
+        if self.counts[Status.PENDING]:
+            text += f", {self.counts[Status.PENDING]} interrupted"
         self.postfix = text
         self.bar.set_postfix_str(text, refresh=False)
 
@@ -381,8 +430,9 @@ class Progress:
 class LaunchContext:
     """What an executor's launcher is given: the jobs (as runners) and how to report on them.
 
-    `ended(runner, status)` records a job's end (and flushes its MLflow run when this process does
+    `ended(job_id, status)` records a job's end (and flushes its MLflow run when this process does
     that); `running` holds the (runner, submitit job) pairs running now, which a stop signal reaches.
+    A runner runs one job or a stacked group (`runner.job_ids`, `runner.statuses(result)`).
     """
 
     runners: list[JobRunner]
@@ -392,8 +442,8 @@ class LaunchContext:
     wait: bool
     bar: Progress
     echo: Callable[[str], None]
-    ended: Callable[[JobRunner, str], None]
-    running: list[tuple[JobRunner, Any]] = field(default_factory=list)
+    ended: Callable[[str, str], None]
+    running: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -433,6 +483,33 @@ def default_threads(executor: str, max_parallel: int) -> int:
     return EXECUTORS.get(executor).threads(max_parallel)
 
 
+STACK_OPTION = {"stack_seeds": Option(
+    1, int, low=1,
+    description=("seeds of one grid cell trained together as one stacked model (bench.stacked), in groups of up "
+                 "to this many, each group one unit (one process); 1: every job alone"))}
+
+
+def stacking_lines(groups: Sequence[Any]) -> list[str]:
+    """What `launch` says of bench.stacked.SeedGroups: the groups trained stacked, and the jobs that
+    run alone although stacking was asked, with why."""
+    lines = []
+    stacked = [group for group in groups if group.stacked]
+    if stacked:
+        lines.append(f"stacked seeds: {len(stacked)} group{'s' if len(stacked) > 1 else ''} of "
+                     f"{sum(len(group.specs) for group in stacked)} jobs, each one unit:")
+        lines += [f"  {group.describe()}: jobs {', '.join(spec.job_id for spec in group.specs)}" for group in stacked]
+    alone: dict[str, dict[str, list[str]]] = {}  # reason -> cell -> seeds
+    for group in groups:
+        if group.reason is not None:
+            spec = group.specs[0]
+            alone.setdefault(group.reason, {}).setdefault(f"{spec.objective} / {spec.arch}", []).append(str(spec.seed))
+    for reason, cells in alone.items():
+        shown = "; ".join(f"{cell} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+                          for cell, seeds in cells.items())
+        lines.append(f"not stacked, run as separate jobs ({shown}): {reason}")
+    return lines
+
+
 def _launch_debug(context: LaunchContext) -> dict[str, str]:
     import submitit
 
@@ -441,40 +518,117 @@ def _launch_debug(context: LaunchContext) -> dict[str, str]:
     for runner in context.runners:
         if stop_requested():
             break
-        context.bar.update(finished={}, running=[runner.spec.job_id])
-        status = debug.submit(runner).result()
-        context.ended(runner, status)
-        results[runner.spec.job_id] = status
-        context.bar.update(finished={runner.spec.job_id: status}, running=[])
+        context.bar.update(finished={}, running=list(runner.job_ids))
+        statuses = runner.statuses(debug.submit(runner).result())
+        for job_id, status in statuses.items():
+            context.ended(job_id, status)
+        results.update(statuses)
+        context.bar.update(finished=statuses, running=[])
     return results
 
 
+class SlotWorker:
+    """The callable one local slot runs: the suite's units (runners) one after another in one process,
+    each taken by creating its claim file (`claims/<index>`, exclusively, so two slots never take the
+    same unit), so that a slot pays the interpreter's start and the imports once, not once per job.
+    After each unit it writes `claims/<index>.ended` (job_id -> status) for the launcher, which flushes
+    MLflow from there. A stop request ends the claiming: the running job checkpoints, the rest wait."""
+
+    def __init__(self, runners: Sequence[JobRunner], claims: Path, slot: int) -> None:
+        self.runners = list(runners)
+        self.claims = Path(claims)
+        self.slot = slot
+
+    def __call__(self) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        for index, runner in enumerate(self.runners):
+            if stop_requested():
+                break
+            try:
+                claim = os.open(self.claims / str(index), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.write(claim, f"{self.slot} {os.getpid()}".encode())
+            os.close(claim)
+            ended = {job_id: str(status) for job_id, status in runner.statuses(runner()).items()}
+            statuses.update(ended)
+            atomic_write_json(self.claims / f"{index}.ended", ended)
+        return statuses
+
+
+@contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started inside the block begin with SIGINT ignored (an ignored signal stays ignored across
+    exec). submitit's local controller answers a Ctrl-C by SIGKILLing its job one second later, which is
+    less than a busy job needs to write its checkpoint; ignoring it, the controller is stopped by the
+    SIGTERM the launcher sends it instead, which it forwards to the job without a kill. The job itself
+    handles SIGINT again once it runs (JobRunner sets its own handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _launch_local(context: LaunchContext) -> dict[str, str]:
+    import uuid
+
     import submitit
 
-    # a stop (Ctrl-C, SIGTERM) ends new submissions; running jobs checkpoint and end
+    # a stop (Ctrl-C, SIGTERM) ends new claims and submissions; running jobs checkpoint and end
     local = submitit.LocalExecutor(folder=context.folder)
     local.update_parameters(timeout_min=60 * 24 * 7)
-    queue = list(context.runners)
+    units = list(context.runners)
+    claims = context.folder / f"claims-{uuid.uuid4().hex[:12]}"
+    claims.mkdir(parents=True)
     running = context.running
+    reported: set[int] = set()
     results: dict[str, str] = {}
     suite_dir = context.folder.parent
-    while queue or running:
-        while queue and len(running) < context.max_parallel and not stop_requested():
-            runner = queue.pop(0)
-            running.append((runner, local.submit(runner)))
+    slots = 0
+
+    def report(index: int, statuses: dict[str, str], finished: dict[str, str]) -> None:
+        reported.add(index)
+        results.update(statuses)
+        finished.update(statuses)
+
+    while True:
+        unclaimed = sum(1 for index in range(len(units)) if not (claims / str(index)).exists())
+        # a live slot takes the next unit itself: new slots only for units no live slot is there for
+        for _ in range(min(context.max_parallel - len(running), unclaimed) if not stop_requested() else 0):
+            worker = SlotWorker(units, claims, slots)
+            slots += 1
+            with _sigint_ignored_by_children():
+                running.append((worker, local.submit(worker)))
         finished: dict[str, str] = {}
-        for runner, job in list(running):
-            if job.done():
-                running.remove((runner, job))
-                status = _local_result(job, runner, suite_dir)
-                context.ended(runner, status)
-                results[runner.spec.job_id] = status
-                finished[runner.spec.job_id] = status
-        context.bar.update(finished=finished, running=[runner.spec.job_id for runner, _ in running])
-        if stop_requested() and not running:
+        for index in range(len(units)):
+            if index not in reported and (claims / f"{index}.ended").exists():
+                report(index, json.loads((claims / f"{index}.ended").read_text()), finished)
+        for worker, job in list(running):
+            if not job.done():
+                continue
+            running.remove((worker, job))
+            for index, runner in enumerate(units):
+                claim = claims / str(index)
+                if index in reported or not claim.exists():
+                    continue
+                # an empty claim: a slot died between creating it and writing its number, this one
+                if claim.read_text().split()[:1] not in ([str(worker.slot)], []):
+                    continue
+                # the slot's process ended without the unit's end marker: it died (killed, out of memory)
+                statuses = _local_result(job, runner, suite_dir)
+                report(index, {job_id: statuses.get(job_id) or SuiteStore(suite_dir).job(job_id).read_status()["status"]
+                               for job_id in runner.job_ids}, finished)
+        for job_id, status in finished.items():
+            context.ended(job_id, status)
+        claimed = [index for index in range(len(units)) if (claims / str(index)).exists() and index not in reported]
+        context.bar.update(finished=finished, running=[job_id for index in claimed for job_id in units[index].job_ids])
+        if not running and (stop_requested() or len(reported) == len(units)):
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     return results
 
 
@@ -493,13 +647,13 @@ def _slurm_problems() -> list[str]:
 
 register_executor(Executor(
     "debug", "every job in this process, one after another (tracebacks and debuggers work)",
-    _launch_debug, options=THREADS_OPTION, threads=lambda max_parallel: os.cpu_count() or 1,
+    _launch_debug, options={**THREADS_OPTION, **STACK_OPTION}, threads=lambda max_parallel: os.cpu_count() or 1,
 ))
 register_executor(Executor(
-    "local", "each job in its own process on this machine, max_parallel at once",
+    "local", "max_parallel processes on this machine, each running job after job (imports paid once per process)",
     _launch_local,
     options={"max_parallel": Option(2, int, low=1, description="jobs running at once on this machine"),
-             **THREADS_OPTION},
+             **THREADS_OPTION, **STACK_OPTION},
     threads=lambda max_parallel: max(1, (os.cpu_count() or 1) // max_parallel),
 ))
 register_executor(Executor(
@@ -526,19 +680,31 @@ def launch(
     profile: Any = None,
     wait: bool = True,
     echo: Callable[[str], None] = print,
+    stack_seeds: int = 1,
 ) -> dict[str, str]:
     """Run `jobs` with the named executor (see EXECUTORS); returns job_id -> final status
-    ('submitted' when not waited on)."""
+    ('submitted' when not waited on). `stack_seeds` > 1: the seeds of each grid cell run in groups
+    of up to that many, each group as one unit (one process, one stacked model; bench.stacked.seed_groups),
+    a group that cannot be stacked as separate jobs, said with the reason."""
     entry = EXECUTORS.get(executor)
     threads = threads or entry.threads(max_parallel)
     # remote jobs flush their own MLflow run; local ones are flushed here, by the process that
     # already has MLflow loaded (a second or two saved per job), unless this process is killed
     launcher_pid = None if entry.remote else os.getpid()
-    runners = [JobRunner(job, suite_dir, paths, tracking, threads, launcher_pid) for job in jobs]
+    if stack_seeds > 1:
+        from bench.stacked import seed_groups
 
-    def ended(runner: JobRunner, status: str) -> None:
-        if tracking is not None and status in COMPLETE + ("failed",):
-            flush_to_mlflow(SuiteStore(suite_dir).job(runner.spec.job_id), tracking)
+        groups = seed_groups(jobs, stack_seeds)
+        for line in stacking_lines(groups):
+            echo(line)
+        runners = [JobRunner(group.specs[0], suite_dir, paths, tracking, threads, launcher_pid, stacked=group.specs)
+                   for group in groups]
+    else:
+        runners = [JobRunner(job, suite_dir, paths, tracking, threads, launcher_pid) for job in jobs]
+
+    def ended(job_id: str, status: str) -> None:
+        if tracking is not None and status in TERMINAL_STATUSES:
+            flush_to_mlflow(SuiteStore(suite_dir).job(job_id), tracking)
 
     bar = Progress(jobs, suite_dir, progress)
     context = LaunchContext(runners=runners, folder=suite_dir / "submitit", max_parallel=max_parallel,
@@ -610,16 +776,21 @@ def _signal_group(group: int, signum: int) -> None:
         pass
 
 
-def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> str:
+def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> dict[str, str]:
+    """job_id -> status of each job `runner` ran in the local process `job` (a slot's SlotWorker, whose
+    result holds every job it ran), recorded as failed, or pending when stopping, if that process died."""
     try:
-        return str(job.result())
+        return {job_id: str(status) for job_id, status in runner.statuses(job.result()).items()}
     except Exception as error:  # the process died (killed, out of memory): record why
-        store = SuiteStore(suite_dir).job(runner.spec.job_id)
-        if store.read_status()["status"] not in COMPLETE:
-            if stop_requested():
-                # killed while stopping on Ctrl-C: not a failure; it resumes from its last checkpoint
-                store.write_status("pending", reason="interrupted; resumes from its last checkpoint")
-            else:
-                reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
-                store.write_status("failed", reason=f"job process ended abnormally: {reason}")
-        return store.read_status()["status"]
+        statuses = {}
+        for job_id in runner.job_ids:
+            store = SuiteStore(suite_dir).job(job_id)
+            if store.read_status()["status"] not in COMPLETE_STATUSES:
+                if stop_requested():
+                    # killed while stopping on Ctrl-C: not a failure; it resumes from its last checkpoint
+                    store.write_status(Status.PENDING, reason="interrupted; resumes from its last checkpoint")
+                else:
+                    reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
+                    store.write_status(Status.FAILED, reason=f"job process ended abnormally: {reason}")
+            statuses[job_id] = store.read_status()["status"]
+        return statuses

@@ -153,9 +153,13 @@ def load_profile(path: Path | str) -> SlurmProfile:
     """Read and validate a profile file; raises ProfileError naming every problem at once."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ProfileError(f"{path}: cannot read profile: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        from bench.suite import _not_utf8
+
+        raise ProfileError(f"{path}: {_not_utf8(path, error)}") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

@@ -27,9 +27,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bench.metrics import Direction
+from bench.store import Status, parse_status
 
 DIRECTIONS = ("lower", "higher")
-STATUSES = ("pending", "running", "done", "diverged", "failed")
 
 
 def _check_direction(direction: str) -> None:
@@ -120,12 +120,11 @@ def last_k_std(values: ArrayLike, k: int) -> float:
 def divergence_step(steps: ArrayLike, values: ArrayLike, *, status: str) -> float:
     """The step at which a diverged job broke: its first non-finite value, else its last evaluation.
 
-    NaN unless `status` is "diverged". steps, values: (T,).
+    NaN unless `status` is diverged. steps, values: (T,).
     """
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r}; valid: {', '.join(STATUSES)}")
+    checked = parse_status(status)
     steps, values = _curve(steps, values)
-    if status != "diverged":
+    if checked is not Status.DIVERGED:
         return math.nan
     broken = np.flatnonzero(~np.isfinite(values))
     return float(steps[broken[0]] if len(broken) else steps[-1])
@@ -198,7 +197,7 @@ def summarise_curve(
     direction: Direction,
     threshold: float | None = None,
     last_k: int = 3,
-    status: str = "done",
+    status: str = Status.DONE,
 ) -> CurveSummary:
     """Every summary of one curve. steps, wall_s, values: (T,) aligned; see the module doc."""
     _check_direction(direction)
@@ -271,13 +270,12 @@ def _padded(
 
 def _statuses(statuses: Sequence[str] | np.ndarray | None, num_curves: int) -> np.ndarray:
     if statuses is None:
-        return np.full(num_curves, "done", dtype=object)
+        return np.full(num_curves, Status.DONE.value, dtype=object)
     checked = np.asarray(statuses, dtype=object)
     if checked.shape != (num_curves,):
         raise ValueError(f"statuses must have shape ({num_curves},), got {checked.shape}")
-    unknown = sorted(set(checked.tolist()) - set(STATUSES))
-    if unknown:
-        raise ValueError(f"status {unknown[0]!r}; valid: {', '.join(STATUSES)}")
+    for status in sorted(set(checked.tolist())):
+        parse_status(status)
     return checked
 
 
@@ -292,7 +290,7 @@ def divergence_steps(
     broken = valid & ~np.isfinite(values)
     first_broken = np.argmax(broken, axis=1)
     at = np.where(broken.any(axis=1), first_broken, lengths - 1)
-    return np.where(statuses == "diverged", steps[rows, at], np.nan)
+    return np.where(statuses == Status.DIVERGED.value, steps[rows, at], np.nan)
 
 
 @dataclass(frozen=True)
@@ -348,7 +346,7 @@ def summarise_curves(
 
     steps, wall_s, values: (N, T); curve i is their first `lengths[i]` positions (lengths: (N,) ints
     in [1, T]; what lies beyond is ignored, whatever it holds). statuses: (N,) job statuses (default
-    all "done"). Row i of the result equals `summarise_curve(steps[i, :L], wall_s[i, :L],
+    all done). Row i of the result equals `summarise_curve(steps[i, :L], wall_s[i, :L],
     values[i, :L], ...)` with L = lengths[i].
     """
     _check_direction(direction)

@@ -40,14 +40,16 @@ from bench.report.stats import (
     unpaired_test,
     walsh_positive_fraction,
 )
+from bench.store import COMPLETE_STATUSES, STATUS_OUTCOMES, TERMINAL_STATUSES, Outcome, Status
 
 Direction = Literal["lower", "higher"]
-FINISHED = ("done", "diverged")
-ENDED = ("done", "diverged", "failed")
+FINISHED = tuple(status.value for status in Status if status in COMPLETE_STATUSES)
+ENDED = tuple(status.value for status in Status if status in TERMINAL_STATUSES)
 """Statuses with an outcome: the runs of every statistic."""
-UNFINISHED = ("running", "pending")
-STATUSES = ("done", "diverged", "failed", "running", "pending")
-OUTCOMES = ("survived", "failed to train", "diverged", "failed")
+UNFINISHED = tuple(status.value for status in reversed(Status) if status not in TERMINAL_STATUSES)  # running first
+STATUSES = (*ENDED, *UNFINISHED)
+"""Every status, in the order tables list them."""
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 SPEED_AXES = {"step": "generator steps", "grad_evals": "gradient evaluations", "wall_s": "wall time (s)"}
 """The x axes a curve is read against: column -> its name in the report."""
 _SIGN = {"lower": -1.0, "higher": 1.0}
@@ -61,19 +63,43 @@ def grid_axes(jobs: pd.DataFrame) -> list[str]:
     that still varies inside some group of the axes chosen so far (fewest distinct values first).
 
     A column that varies only because another axis does (an objective's published learning rate, a
-    dataset's options) adds no groups and is not an axis; `seed`, `job_id`, `suite`, `device` and the
-    status columns never are.
+    dataset's options) adds no groups and is not an axis; `seed`, `job_id`, `suite`, `device`, the
+    status columns and, in a suite with a search, `trial` and what the search samples
+    (`searched_columns`) never are: trials are repetitions, like seeds.
     """
     axes = ["objective", "arch"]
     if jobs.empty:
         return axes
-    skip = set(NOT_AXES) | set(STATUS_COLUMNS) | set(axes)
+    skip = set(NOT_AXES) | set(STATUS_COLUMNS) | set(axes) | set(searched_columns(jobs))
     candidates = [column for column in jobs.columns if column not in skip]
     distinct = jobs[candidates].nunique(dropna=False)
     for column in sorted(candidates, key=lambda c: (distinct[c], c)):
         if distinct[column] > 1 and (jobs.groupby(axes, dropna=False)[column].nunique(dropna=False) > 1).any():
             axes.append(column)
     return axes
+
+
+def searched_columns(jobs: pd.DataFrame) -> list[str]:
+    """The columns of a search suite's jobs that its trials set: `trial`, each `search.<name>` and
+    the spec columns that name sets (bench.suite.search_spec_columns); none without a search."""
+    from bench.suite import search_spec_columns
+
+    searched = [column for column in jobs.columns if column.startswith("search.")]
+    columns = ["trial"] if "trial" in jobs.columns else []
+    for column in searched:
+        columns += [column, *search_spec_columns(column.removeprefix("search."))]
+    return list(dict.fromkeys(columns))
+
+
+def repetition_columns(frame: pd.DataFrame) -> list[str]:
+    """What tells apart the runs of one group: `seed`, and `trial` in a suite with a search."""
+    return ["seed", "trial"] if "trial" in frame.columns else ["seed"]
+
+
+def repetition_label(key: object, columns: Sequence[str]) -> str:
+    """A run's repetition as the report names it: `seed 3`, or `seed 0, trial 5`."""
+    values = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{column} {value}" for column, value in zip(columns, values))
 
 
 def cell_labels(frame: pd.DataFrame, cell_axes: Sequence[str]) -> pd.Series:
@@ -197,7 +223,8 @@ def run_summaries(metrics: pd.DataFrame, jobs: pd.DataFrame, axes: Sequence[str]
     `wall_s_to_threshold` (seconds); NaN and reached=False when censored, `threshold` NaN for metrics
     without one. Whether a run's numbers count is decided later, by its outcome (`run_outcomes`).
     """
-    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", "seed", "status", *axes]]
+    repeats = repetition_columns(jobs)
+    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", *repeats, "status", *axes]]
     ended = ended.assign(critic_steps=critic_steps(jobs.loc[ended.index]))
     thresholds = thresholds or {}
     rows = _curve_rows(metrics, ended["job_id"], list(directions))
@@ -228,14 +255,16 @@ def run_outcomes(jobs: pd.DataFrame, runs: pd.DataFrame, axes: Sequence[str],
     `runs` are `run_summaries` rows. A done run failed to train when its final value of a ranked
     metric (one in `directions`) with a `failed_at` rule is no better than that value (<= for
     higher-is-better, >= for lower-is-better; MetricInfo.failed_at); otherwise it survived.
-    Columns: `job_id`, `seed`, `status`, the axes, `critic_steps`, `outcome` (one of OUTCOMES),
-    `survived` (bool), `why` (for a run that failed to train: the metric, its final value and the
-    rule, e.g. "classes_covered 1 (failed at <= 1)"; "" otherwise).
+    Columns: `job_id`, `seed` (and `trial` with a search), `status`, the axes, `critic_steps`,
+    `outcome` (one of OUTCOMES), `survived` (bool), `why` (for a run that failed to train: the
+    metric, its final value and the rule, e.g. "classes_covered 1 (failed at <= 1)"; "" otherwise).
     """
-    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", "seed", "status", *axes]]
+    repeats = repetition_columns(jobs)
+    ended = jobs.loc[jobs["status"].isin(ENDED), ["job_id", *repeats, "status", *axes]]
     ended = ended.assign(critic_steps=critic_steps(jobs.loc[ended.index])).reset_index(drop=True)
     ruled = {metric: float(value) for metric, value in failed_at.items() if metric in directions}
-    checked = runs.loc[runs["metric"].isin(list(ruled)) & (runs["status"] == "done"), ["job_id", "metric", "final"]]
+    checked = runs.loc[runs["metric"].isin(list(ruled)) & (runs["status"] == Status.DONE),
+                       ["job_id", "metric", "final"]]
     limit = checked["metric"].map(ruled).astype(float)
     higher = checked["metric"].map(lambda name: directions[name] == "higher").astype(bool)
     failed = np.where(higher, checked["final"] <= limit, checked["final"] >= limit).astype(bool)
@@ -245,10 +274,11 @@ def run_outcomes(jobs: pd.DataFrame, runs: pd.DataFrame, axes: Sequence[str],
                               for m, v, r in zip(fails["metric"], fails["final"], fails["rule"])])
     why = fails.groupby("job_id", sort=False)["why"].agg("; ".join)
     ended["why"] = ended["job_id"].map(why).fillna("")
-    outcome = ended["status"].map({"done": "survived", "diverged": "diverged", "failed": "failed"})
-    ended["outcome"] = np.where((ended["status"] == "done") & (ended["why"] != ""), "failed to train", outcome)
-    ended["survived"] = ended["outcome"] == "survived"
-    return ended[["job_id", "seed", "status", *axes, "critic_steps", "outcome", "survived", "why"]]
+    outcome = ended["status"].map({status.value: found.value for status, found in STATUS_OUTCOMES.items()})
+    ended["outcome"] = np.where((ended["status"] == Status.DONE) & (ended["why"] != ""),
+                                Outcome.FAILED_TO_TRAIN.value, outcome)
+    ended["survived"] = ended["outcome"] == Outcome.SURVIVED
+    return ended[["job_id", *repeats, "status", *axes, "critic_steps", "outcome", "survived", "why"]]
 
 
 def run_window_aucs(metrics: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str],
@@ -372,10 +402,11 @@ def status_table(jobs: pd.DataFrame, outcomes: pd.DataFrame, axes: Sequence[str]
     counts["runs"] = counts[list(ENDED)].sum(axis=1)
     by_outcome = pd.crosstab([outcomes[a] for a in axes], outcomes["outcome"]).reindex(columns=list(OUTCOMES),
                                                                                        fill_value=0)
-    counts["survived"] = by_outcome["survived"].reindex(counts.index, fill_value=0).astype(int)
-    counts["failed_to_train"] = by_outcome["failed to train"].reindex(counts.index, fill_value=0).astype(int)
-    finished = counts["done"] + counts["diverged"]
-    counts["divergence_rate"] = (counts["diverged"] / finished.where(finished > 0)).astype(float)
+    counts["survived"] = by_outcome[Outcome.SURVIVED.value].reindex(counts.index, fill_value=0).astype(int)
+    counts["failed_to_train"] = by_outcome[Outcome.FAILED_TO_TRAIN.value].reindex(counts.index,
+                                                                                 fill_value=0).astype(int)
+    finished = counts[list(FINISHED)].sum(axis=1)
+    counts["divergence_rate"] = (counts[Status.DIVERGED.value] / finished.where(finished > 0)).astype(float)
     train = jobs.loc[jobs["status"].isin(FINISHED)].groupby(list(axes))["train_s"].mean()
     counts["train_s"] = train.reindex(counts.index)
     return counts.reset_index()
@@ -436,10 +467,11 @@ def divergence_table(divergence: pd.DataFrame, axes: Sequence[str]) -> pd.DataFr
     """Per group, from `run_divergence` rows: `runs` (finished), `diverged` and
     `median_divergence_step` (generator steps, over the diverged runs; NaN if none diverged). The
     divergence rate is `status_table`'s."""
-    grouped = divergence.assign(diverged=divergence["status"] == "diverged").groupby(list(axes), sort=True)
+    diverged = Status.DIVERGED.value  # the column counting them is named after the status
+    grouped = divergence.assign(**{diverged: divergence["status"] == Status.DIVERGED}).groupby(list(axes), sort=True)
     table = pd.DataFrame({
         "runs": grouped.size(),
-        "diverged": grouped["diverged"].sum().astype(int),
+        diverged: grouped[diverged].sum().astype(int),
         "median_divergence_step": grouped["divergence_step"].median(),
     }).reset_index()
     return table
@@ -478,7 +510,8 @@ def compare_to_baseline(scores: pd.DataFrame, axes: Sequence[str], baseline: str
     ranked = scores.loc[scores["metric"].isin(list(directions))]
     records = []
     for (metric, *cell), group in ranked.groupby(["metric", *cell_axes], sort=True, dropna=False):
-        by_objective = {cast(str, name): frame.set_index("seed").sort_index()
+        repeats = repetition_columns(group)
+        by_objective = {cast(str, name): frame.set_index(repeats).sort_index()
                         for name, frame in group.groupby("objective", sort=True)}
         if baseline not in by_objective:
             continue
@@ -500,8 +533,10 @@ def compare_to_baseline(scores: pd.DataFrame, axes: Sequence[str], baseline: str
                 y = oriented(used_y["score"].to_numpy(), direction)
                 result = unpaired_test(x, y)
                 effect_size = probability_of_improvement(x, y)
-            left_out = [f"seed {seed} ({objective} only)" for seed in frame.index.difference(shared)] + [
-                f"seed {seed} ({baseline} only)" for seed in base.index.difference(shared)] if len(shared) else []
+            left_out = [f"{repetition_label(key, repeats)} ({objective} only)"
+                        for key in frame.index.difference(shared)] + [
+                f"{repetition_label(key, repeats)} ({baseline} only)"
+                for key in base.index.difference(shared)] if len(shared) else []
             records.append({
                 "metric": metric, **dict(zip(cell_axes, cell)), "objective": objective, "baseline": baseline,
                 "test": result.test, "n_objective": x.size, "n_baseline": y.size,

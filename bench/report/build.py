@@ -16,6 +16,7 @@ import pandas as pd
 from bench.report import aggregate as agg
 from bench.report import figures as figs
 from bench.report.analysis import ALPHA, Analysis, analyse
+from bench.report.budget import BudgetVerdict, EqualBudget, equal_budget
 from bench.report.load import SuiteResults, load_results
 from bench.report.references import Reproduction, compare_references, reproductions_section
 from bench.report.references import summary_lines as reproduction_lines
@@ -41,7 +42,7 @@ from bench.report.summary import (
     test_text,
     verdict_text,
 )
-from bench.store import SuiteStore
+from bench.store import Outcome, Status, SuiteStore
 
 IQM_MIN_RUNS = 4
 """Below this many runs the IQM trims nothing (scipy.stats.trim_mean cuts floor(n / 4) runs from
@@ -57,8 +58,8 @@ class ReportResult:
     answer as plain text lines (`summary_lines`); `notes` what the report says it skipped or could
     not do; `timings` seconds per stage (load, aggregate, figures, render); `figure_files` the
     figures by kind (`convergence:<metric>`, `final:<metric>`, `convergence:unranked`, `coverage`,
-    `points`, `images`, `ranks`) with their captions and, for the rank heatmap, the objectives of
-    its rows in order (`FigureFile.rows`).
+    `points`, `images`, `ranks`, and for a suite with a search `budget` and `budget:trials`) with
+    their captions and, for the rank heatmap, the objectives of its rows in order (`FigureFile.rows`).
     """
 
     report_dir: Path
@@ -138,7 +139,8 @@ def build_report(
     statistic; `survivors_only` leaves them out instead. Running and pending jobs are listed as
     unfinished, and the report calls its verdicts provisional. The suite's `report.references`
     (published values) are set beside bench's estimates in a "Reproductions" section after the
-    summary, one summary line each (bench.report.references). The previous report/ folder is replaced.
+    summary, one summary line each (bench.report.references). A suite with a `search` block gets an
+    "Equal budget" section (bench.report.budget). The previous report/ folder is replaced.
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -151,19 +153,22 @@ def build_report(
                        survivors_only=survivors_only)
     reproductions = compare_references(results, analysis)
     summary = summary_text(analysis, reproduction_lines(reproductions))
+    budget = equal_budget(analysis, results.metrics, results.suite_config.get("search") or {})
     timings["aggregate"] = time.perf_counter() - clock
 
-    report_dir = results.suite_dir / "report"
+    report_dir = SuiteStore(results.suite_dir).report_dir
     figures_dir = report_dir / "figures"
     if figures_dir.exists():
         shutil.rmtree(figures_dir)
     figures_dir.mkdir(parents=True)
     clock = time.perf_counter()
     figure_files = _draw_figures(results, analysis, figures_dir)
+    if budget is not None:
+        figure_files.update(_budget_figures(budget, analysis, figures_dir))
     timings["figures"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    document = _document(results, analysis, figure_files, report_dir, reproductions)
+    document = _document(results, analysis, figure_files, report_dir, reproductions, budget)
     markdown_path, html_path = report_dir / "report.md", report_dir / "report.html"
     markdown_path.write_text(to_markdown(document), encoding="utf-8")
     html_path.write_text(to_html(document), encoding="utf-8")
@@ -188,13 +193,13 @@ def _sample_panels(results: SuiteResults, analysis: Analysis) -> tuple[pd.DataFr
     points, images = [], []
     for (cell, objective), group in finished.groupby(["cell", "objective"], sort=True):
         for job_id, seed, dataset in zip(group["job_id"], group["seed"], group["dataset"]):
-            samples = store.job(job_id).samples_dir
+            job = store.job(job_id)
             record = {"cell": cell, "objective": objective, "seed": int(seed), "dataset": dataset, "job_id": job_id}
-            if (samples / "final.npy").exists():
-                points.append({**record, "path": samples / "final.npy"})
+            if job.final_points_path.exists():
+                points.append({**record, "path": job.final_points_path})
                 break
-            if (samples / "final.png").exists():
-                images.append({**record, "path": samples / "final.png"})
+            if job.final_images_path.exists():
+                images.append({**record, "path": job.final_images_path})
                 break
     columns = ["cell", "objective", "seed", "dataset", "job_id", "path"]
     return pd.DataFrame(points, columns=columns), pd.DataFrame(images, columns=columns)
@@ -202,8 +207,8 @@ def _sample_panels(results: SuiteResults, analysis: Analysis) -> tuple[pd.DataFr
 
 def _mixture_centres(jobs: pd.DataFrame, panels: pd.DataFrame, suite_dir: Path,
                      notes: list[str]) -> dict[str, np.ndarray | None]:
-    """True mode centres (K, 2) per dataset drawn, from bench.data's dataset (its `centers`)."""
-    from bench.data import load_dataset
+    """True mode centres (K, 2) per dataset drawn, for datasets that declare mixture centres."""
+    from bench.report.samples import mixture_centres
 
     centres: dict[str, np.ndarray | None] = {}
     option_columns = [c for c in jobs.columns if c.startswith("dataset.")]
@@ -212,13 +217,10 @@ def _mixture_centres(jobs: pd.DataFrame, panels: pd.DataFrame, suite_dir: Path,
         row = jobs.loc[jobs["job_id"] == job_id, option_columns].iloc[0]
         options = {c.removeprefix("dataset."): json.loads(v) for c, v in row.items() if isinstance(v, str)}
         try:
-            source = load_dataset(dataset, root=suite_dir, options=options)
+            centres[dataset] = mixture_centres(dataset, options, root=suite_dir)
         except (KeyError, ValueError, FileNotFoundError) as error:
             notes.append(f"True modes of `{dataset}` not drawn: {error}")
             centres[dataset] = None
-            continue
-        found = getattr(source, "centers", None)
-        centres[dataset] = None if found is None else np.asarray(found, dtype=float)
     return centres
 
 
@@ -310,14 +312,15 @@ def _summary_blocks(analysis: Analysis, reproductions: list[Reproduction]) -> li
 
 
 def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.FigureFile],
-              report_dir: Path, reproductions: list[Reproduction]) -> Document:
+              report_dir: Path, reproductions: list[Reproduction], budget: EqualBudget | None = None) -> Document:
     jobs = results.jobs
     counts = jobs["status"].value_counts()
     status_text = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in agg.STATUSES)
     datasets = ", ".join(f"`{d}`" for d in sorted(jobs["dataset"].unique())) if len(jobs) else "none"
     intro: list = [
         Paragraph(f"Suite `{results.name}`: {len(jobs)} jobs ({status_text}) on {datasets}. "
-                  f"Grid axes compared: {', '.join(f'`{a}`' for a in analysis.axes)}; seeds are repetitions. "
+                  f"Grid axes compared: {', '.join(f'`{a}`' for a in analysis.axes)}; "
+                  f"{'seeds and search trials' if budget is not None else 'seeds'} are repetitions. "
                   f"Baseline: `{analysis.baseline}`."),
         *_summary_blocks(analysis, reproductions),
         Paragraph(f"Ranked metrics: {', '.join(f'`{m}`' for m in analysis.ranked) or 'none'}. "
@@ -343,6 +346,8 @@ def _document(results: SuiteResults, analysis: Analysis, drawn: dict[str, figs.F
     if curve_figures:
         sections.append(_convergence_section(analysis, curve_figures, report_dir))
     sections += _comparison_sections(analysis)
+    if budget is not None:
+        sections.append(_budget_section(budget, analysis, drawn, report_dir))
     sections.append(_ranking_section(analysis, drawn, report_dir))
     samples = [drawn[k] for k in ("points", "images") if k in drawn]
     if samples:
@@ -375,13 +380,15 @@ def _jobs_section(analysis: Analysis) -> Section:
     return Section("Jobs", blocks=blocks)
 
 
-_LISTED = ("failed", "running", "pending", "diverged", "failed to train")
+_LISTED = tuple(kind.value for kind in (Status.FAILED, Status.RUNNING, Status.PENDING, Status.DIVERGED,
+                                         Outcome.FAILED_TO_TRAIN))
 
 
 def _unfinished_section(analysis: Analysis) -> Section:
     jobs = analysis.jobs.merge(analysis.outcomes[["job_id", "outcome", "why"]], on="job_id", how="left")
     jobs["outcome"] = jobs["outcome"].fillna("unfinished")
-    listed = jobs.assign(_kind=np.where(jobs["outcome"] == "failed to train", "failed to train", jobs["status"]))
+    listed = jobs.assign(_kind=np.where(jobs["outcome"] == Outcome.FAILED_TO_TRAIN, Outcome.FAILED_TO_TRAIN.value,
+                                        jobs["status"]))
     listed = listed.loc[listed["_kind"].isin(_LISTED)]
     title = "Unfinished, failed and diverged jobs"
     if listed.empty:
@@ -600,6 +607,113 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
         blocks.append(Paragraph(f"Provisional: {len(analysis.unfinished)} jobs have not finished; these verdicts may "
                                 "change when they do."))
     return [Section(title, blocks=blocks)]
+
+
+def _budget_figures(budget: EqualBudget, analysis: Analysis, figures_dir: Path) -> dict[str, figs.FigureFile]:
+    palette = figs.objective_palette(analysis.objectives)
+    metrics = [m for m in analysis.ranked if m in budget.floors]
+    return {
+        "budget": figs.budget_figure(budget.curves, metrics, analysis.cells, analysis.objectives, palette,
+                                     figures_dir / "budget_curves.png"),
+        "budget:trials": figs.trial_scores_figure(budget.trial_scores, metrics, analysis.cells, analysis.objectives,
+                                                  palette, figures_dir / "budget_trials.png"),
+    }
+
+
+def _space_text(space: Mapping[str, object]) -> str:
+    """The search block as the report states it: each dimension, its distribution and range."""
+    dimensions = space.get("space")
+    parts = []
+    for name, param in (dimensions.items() if isinstance(dimensions, dict) else ()):
+        if not isinstance(param, dict):
+            continue
+        kind = param.get("distribution")
+        values = param.get("values")
+        drawn = (f"one of {{{', '.join(str(v) for v in values)}}}" if kind == "choice" and isinstance(values, list)
+                 else f"{kind} on [{param.get('low')}, {param.get('high')}]")
+        only = param.get("only")
+        on = f" (only for {', '.join(f'`{o}`' for o in only)})" if isinstance(only, list) else ""
+        parts.append(f"`{name}` {drawn}{on}")
+    return "; ".join(parts) or "none"
+
+
+def _budget_verdict_text(verdict: BudgetVerdict, row: pd.Series) -> str:
+    interval = f"{fmt(row['expected'])} (95% interval [{fmt(row['low'])}, {fmt(row['high'])}])"
+    if verdict.decided:
+        return f"`{verdict.best}` is best with {interval}, and that is decided: no other objective's interval overlaps"
+    if not verdict.overlapping:
+        return f"`{verdict.best}` has {interval}, alone in its cell: nothing to decide"
+    def named(objectives: tuple[str, ...]) -> str:
+        *most, last = [f"`{o}`" for o in objectives]
+        return f"{'those' if most else 'that'} of {', '.join(most) + ' and ' if most else ''}{last}"
+
+    clear = f" (it is clear of {named(verdict.clear)})" if verdict.clear else ""
+    return (f"`{verdict.best}` has the best estimate, {interval}, but that is not decided at this budget: its "
+            f"interval overlaps {named(verdict.overlapping)}{clear}")
+
+
+def _budget_section(budget: EqualBudget, analysis: Analysis, drawn: dict[str, figs.FigureFile],
+                    report_dir: Path) -> Section:
+    curves = budget.curves
+    trials = budget.trials
+    seed = budget.space.get("seed", 0)
+    declared = budget.space.get("trials", trials)
+    ended = curves.groupby(["metric", "cell", "objective"])["trials"].max()
+    floors = ", ".join(f"`{m}` {fmt(v)}" for m, v in budget.floors.items())
+    blocks: list = [Paragraph(
+        "Every objective was tuned by the same random search (Lucic et al. 2018: with enough tuning most "
+        f"objectives reach similar scores, so a fair comparison spends an equal budget on each): {declared} "
+        f"trials drawn i.i.d. from one space ({_space_text(budget.space)}; sampling seed {seed}), trial t being "
+        "the same configuration for every objective, each trained once per seed. The curve is the expected best "
+        f"final value after n = 1..{trials} trials (Dodge et al. 2019: the best of n draws from the N trials' "
+        "empirical distribution, the maximum or, for a lower-is-better metric, the minimum; E_1 is the mean over "
+        "trials, and n never exceeds the N trials run). Its interval is a 95% bootstrap over trials; Tang et al. "
+        "2020 argue this estimator is biased and its bootstrap intervals poor, so a best objective is called "
+        "decided only where its interval overlaps no other's. A trial that diverged, failed or failed to train "
+        f"scores the worst value the suite logged for the metric ({floors}); with several seeds a trial scores "
+        "the median over them.")]
+    if int(ended.min()) != declared:
+        blocks.append(Paragraph(
+            f"Provisional: the objectives have ended {int(ended.min())} to {int(ended.max())} of the {declared} "
+            "trials, so the curves below are not yet at an equal budget (each stops at its own N), and every "
+            "statement here may change when the other trials end."))
+    verdicts = {(v.metric, v.cell, v.budget): v for v in budget.verdicts}
+    lines = []
+    for metric in [m for m in analysis.ranked if m in budget.floors]:
+        for cell in analysis.cells:
+            parts = []
+            for n in sorted({1, trials}):
+                verdict = verdicts.get((metric, cell, n))
+                if verdict is None:
+                    continue
+                curve = curves.loc[(curves["metric"] == metric) & (curves["cell"] == cell)
+                                   & (curves["objective"] == verdict.best)]
+                row = curve.loc[curve["n"] == min(n, int(curve["trials"].max()))].iloc[0]
+                parts.append(f"at n = {n}, {_budget_verdict_text(verdict, row)}")
+            if parts:
+                where = f" on {cell}" if len(analysis.cells) > 1 else ""
+                lines.append(f"`{metric}` ({analysis.directions[metric]} is better){where}: " + "; ".join(parts) + ".")
+    blocks.append(Bullets(tuple(lines)))
+    first, last = curves.loc[curves["n"] == 1], curves.loc[curves["n"] == curves["trials"]]
+    table = first.merge(last, on=["metric", "cell", "objective", "trials"], suffixes=("_1", "_N"))
+    counts = budget.trial_scores.groupby(["metric", "cell", "objective"]).agg(
+        lost=("survived", lambda s: int((s == 0).sum()))).reset_index()
+    table = table.merge(counts, on=["metric", "cell", "objective"], how="left")
+    order = {name: k for k, name in enumerate(analysis.objectives)}
+    table = table.assign(_order=table["objective"].map(order)).sort_values(["metric", "cell", "_order"])
+    columns = ("metric", "cell", "objective", "trials (N)", "trials lost", "E_1 (mean)", "E_1 95% interval",
+               "E_N", "E_N 95% interval", "E_N +- sd (Dodge)")
+    rows = tuple(
+        (f"`{r['metric']}`", r["cell"], r["objective"], str(int(r["trials"])), str(int(r["lost"])),
+         fmt(r["expected_1"]), f"[{fmt(r['low_1'])}, {fmt(r['high_1'])}]", fmt(r["expected_N"]),
+         f"[{fmt(r['low_N'])}, {fmt(r['high_N'])}]", f"[{fmt(r['sd_low_N'])}, {fmt(r['sd_high_N'])}]")
+        for r in table.to_dict("records"))
+    blocks += [Paragraph("Per objective: trials lost (diverged, failed or failed to train in every seed), the "
+                         "expected best at n = 1 and at n = N with their bootstrap intervals, and at n = N the "
+                         "spread of the best of N (E_N +- sd, clipped to the observed range)."),
+               Table(columns, rows)]
+    blocks += [_image(drawn[key], report_dir) for key in ("budget", "budget:trials") if key in drawn]
+    return Section("Equal budget", blocks=blocks)
 
 
 def _ranking_table(analysis: Analysis) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import IO, Literal, cast
 
 import matplotlib
 
@@ -48,6 +48,8 @@ POINTS_INCHES = 2.4
 """Side of one panel of generated 2-D points (216 px at DPI; 5 to a row fit `FIGURE_INCHES`)."""
 IMAGE_INCHES = (2.5, 4.0)
 """Smallest and largest side of one sample-grid panel; in between, the grid's own pixel size."""
+GRID_COLUMNS = 8
+"""Images to a row of a sample grid."""
 
 Palette = Mapping[str, tuple[float, float, float]]
 
@@ -352,7 +354,8 @@ def coverage_figure(scores: pd.DataFrame, metric: str, cells: Sequence[str], obj
         ax.set_xlabel("")
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(f"final {metric} (survivors' mean)")
-        sns.move_legend(ax, "center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title=None)
+        if ax.get_legend() is not None:  # seaborn draws none for a single objective
+            sns.move_legend(ax, "center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title=None)
         _save(figure, path)
     n = seeds_text(data.groupby(["cell", "objective"]).size())
     return FigureFile(path, "Mode coverage", f"Survivors' mean final {metric} with 95% t intervals ({n} per bar, the "
@@ -422,15 +425,56 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
                       f"n = 1 seed per panel, the lowest surviving seed{_more_cells(shown, cells)}.")
 
 
+def tile_images(images: np.ndarray, columns: int = GRID_COLUMNS, padding: int = 2) -> np.ndarray:
+    """Images (N, H, W, C) uint8 tiled `columns` to a row with `padding` black pixels around each,
+    as torchvision's `make_grid` lays them out: (rows * (H + p) + p, columns' * (W + p) + p, 3) uint8
+    with columns' = min(columns, N); one channel is repeated to three."""
+    if images.ndim != 4 or images.dtype != np.uint8 or not len(images):
+        raise ValueError(f"images must be uint8 (N, H, W, C) with N >= 1, got {images.dtype} {images.shape}")
+    if images.shape[3] == 1:
+        images = np.repeat(images, 3, axis=3)
+    count, height, width, channels = images.shape
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    grid = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
+                    dtype=np.uint8)
+    for index, image in enumerate(images):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def final_samples_figure(samples: np.ndarray, target: IO[bytes], *, title: str,
+                         modes: np.ndarray | None = None) -> None:
+    """One job's final samples as a 4-inch PNG written to `target`: points (N, 2) scattered over the
+    true `modes` (K, 2) when given, or images (N, H, W, C) uint8 tiled by `tile_images`."""
+    figure, ax = plt.subplots(figsize=(4, 4), dpi=100, layout="constrained")
+    if samples.ndim == 2:
+        if modes is not None:
+            ax.scatter(modes[:, 0], modes[:, 1], c="red", s=30, marker="x", label="modes")
+        ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="generated")
+        ax.set_aspect("equal")
+    else:
+        ax.imshow(tile_images(samples), interpolation="nearest")
+        ax.set_axis_off()
+    ax.set_title(title)
+    figure.savefig(target, format="png")
+    plt.close(figure)
+
+
 def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Sequence[str],
                       path: Path) -> FigureFile:
-    """Each objective's final sample grid (final.png): one block per cell, one panel per objective,
-    at most `SAMPLE_COLUMNS` to a row and no wider than `FIGURE_INCHES` in all, each panel as large
-    as the grid's own pixels at `DPI` (within `IMAGE_INCHES`)."""
+    """Each objective's final samples tiled into a grid (`tile_images`): one block per cell, one
+    panel per objective, at most `SAMPLE_COLUMNS` to a row and no wider than `FIGURE_INCHES` in all,
+    each panel as large as the grid's own pixels at `DPI` (within `IMAGE_INCHES`).
+
+    `panels` has columns cell, objective, seed, path (a final_images.npy holding uint8 (N, H, W, C)).
+    """
     shown = list(cells)[:MAX_FACETS]
     panels = panels.loc[panels["cell"].isin(shown)]
-    images = {(cell, objective): plt.imread(grid)
-              for cell, objective, grid in zip(panels["cell"], panels["objective"], panels["path"])}
+    images = {(cell, objective): tile_images(np.load(samples))
+              for cell, objective, samples in zip(panels["cell"], panels["objective"], panels["path"])}
     pixels = max((max(image.shape[:2]) for image in images.values()), default=0)
     side = min(max(pixels / DPI, IMAGE_INCHES[0]), IMAGE_INCHES[1])
     figure, axes = _sample_grid(shown, objectives, side)
@@ -473,3 +517,81 @@ def rank_heatmap_figure(ranks: pd.DataFrame, objectives: Sequence[str], cells: S
                       f"Rank of each objective within each cell by IQM of the final value, averaged over the "
                       f"ranked metrics; 1 = best; rows in the ranking table's order ({seeds} per objective).",
                       rows=rows)
+
+
+def budget_figure(curves: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str], objectives: Sequence[str],
+                  palette: Palette, path: Path) -> FigureFile:
+    """Expected best score against the number of search trials (bench.report.budget.budget_curves
+    rows): per objective its E_n line, a shaded 95% bootstrap band, and Dodge et al.'s E_n +- sd as
+    dotted lines; one panel per metric (columns) and cell (rows, at most MAX_FACETS)."""
+    shown = list(cells)[:MAX_FACETS]
+    data = curves.loc[curves["metric"].isin(list(metrics)) & curves["cell"].isin(shown)]
+    present = [o for o in objectives if o in set(data["objective"])]
+    axes_style, context = _styled()
+    with axes_style, context:
+        width = min(FIGURE_INCHES, FACET_INCHES * len(metrics) + 1.8)
+        figure, axes = _figure(len(shown), len(metrics), (width, 2.9 * len(shown)))
+        for row, cell in enumerate(shown):
+            for column, metric in enumerate(metrics):
+                ax = axes[row, column]
+                panel = data.loc[(data["metric"] == metric) & (data["cell"] == cell)]
+                for objective, curve in panel.groupby("objective", sort=False):
+                    colour = palette[str(objective)]
+                    ax.fill_between(curve["n"], curve["low"], curve["high"], color=colour, alpha=0.15, lw=0)
+                    ax.plot(curve["n"], curve["sd_low"], color=colour, lw=0.8, ls=":")
+                    ax.plot(curve["n"], curve["sd_high"], color=colour, lw=0.8, ls=":")
+                    ax.plot(curve["n"], curve["expected"], color=colour, lw=1.8, marker="o", ms=3)
+                ax.set_title(metric if len(shown) == 1 else f"{metric}\n{_wrap(cell)}")
+                ax.set_xlabel("trials n")
+                ax.set_ylabel("expected best" if column == 0 else "")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+        _legend(figure, present, palette)
+        _save(figure, path)
+    trials = sorted(set(data["trials"].astype(int)))
+    n = f"N = {trials[0]}" if len(trials) == 1 else f"N = {trials[0]}-{trials[-1]}"
+    return FigureFile(path, "Expected best score vs trials",
+                      f"Expected best final value after n random-search trials (Dodge et al. 2019; {n} trials per "
+                      "objective): line = E_n, shaded = 95% bootstrap interval over trials, dotted = E_n +- the sd "
+                      f"of the best of n (Dodge's shading){_more_cells(shown, cells)}.")
+
+
+def trial_scores_figure(trial_scores: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str],
+                        objectives: Sequence[str], palette: Palette, path: Path) -> FigureFile:
+    """Every trial's score over the search space (bench.report.budget.trial_score_table rows): a
+    box per objective with each trial as a point, a cross where the trial did not survive (drawn
+    at the floor it scores); one panel per metric and cell."""
+    shown = list(cells)[:MAX_FACETS]
+    data = trial_scores.loc[trial_scores["metric"].isin(list(metrics)) & trial_scores["cell"].isin(shown)]
+    present = [o for o in objectives if o in set(data["objective"])]
+    jitter = np.random.default_rng(0)
+    axes_style, context = _styled()
+    with axes_style, context:
+        width = min(FIGURE_INCHES, max(FACET_INCHES, 0.45 * len(present) + 0.8) * len(metrics) + 0.4)
+        figure, axes = _figure(len(shown), len(metrics), (width, 3.1 * len(shown)))
+        for row, cell in enumerate(shown):
+            for column, metric in enumerate(metrics):
+                ax = axes[row, column]
+                panel = data.loc[(data["metric"] == metric) & (data["cell"] == cell)]
+                values = [panel.loc[panel["objective"] == o, "score"].to_numpy(dtype=float) for o in present]
+                boxes = ax.boxplot(values, positions=np.arange(len(present)), widths=0.6, patch_artist=True,
+                                   showfliers=False, medianprops={"color": "black", "lw": 1.0})
+                for patch, objective in zip(boxes["boxes"], present):
+                    patch.set(facecolor=(*palette[objective], 0.35), edgecolor="0.3", lw=0.8)
+                for position, objective in enumerate(present):
+                    trials = panel.loc[panel["objective"] == objective]
+                    xs = position + jitter.uniform(-0.18, 0.18, len(trials))
+                    lost = (trials["survived"] < trials["runs"]).to_numpy()
+                    ax.scatter(xs[~lost], trials["score"].to_numpy()[~lost], s=14, color=palette[objective],
+                               edgecolor="black", lw=0.4, zorder=3)
+                    ax.scatter(xs[lost], trials["score"].to_numpy()[lost], s=22, color="black", marker="x",
+                               lw=1.0, zorder=3)
+                ax.set_xticks(np.arange(len(present)), present, rotation=45, ha="right", rotation_mode="anchor")
+                ax.set_title(metric if len(shown) == 1 else f"{metric}\n{_wrap(cell)}")
+                ax.set_ylabel("final value per trial" if column == 0 else "")
+        _save(figure, path)
+    counts = data.groupby(["metric", "cell", "objective"]).size()
+    n = f"{int(counts.min())}" if counts.min() == counts.max() else f"{int(counts.min())}-{int(counts.max())}"
+    return FigureFile(path, "Scores over the search space",
+                      f"Final value of every trial ({n} per objective; the same configurations for every objective), "
+                      "box = quartiles; x = a trial that diverged, failed or failed to train, drawn at the worst value "
+                      f"the suite logged, which it scores{_more_cells(shown, cells)}.")

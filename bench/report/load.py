@@ -78,6 +78,8 @@ def load_results(suite_dir: Path) -> SuiteResults:
     jobs = jobs.loc[has_spec].reset_index(drop=True)
     if len(jobs):
         jobs["seed"] = jobs["seed"].astype("int64")
+        if "trial" in jobs.columns:  # a suite with a search: every job belongs to a trial
+            jobs["trial"] = jobs["trial"].astype("int64")
     metrics = read_metrics_table(store, list(jobs["job_id"]))
     metrics = metrics[metrics["job_id"].isin(jobs["job_id"])].reset_index(drop=True)
     name = str(suite_config.get("name") or suite_dir.name)

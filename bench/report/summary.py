@@ -13,6 +13,7 @@ import numpy as np
 
 from bench.report import aggregate as agg
 from bench.report.analysis import ALPHA, Analysis
+from bench.store import Outcome
 
 MAX_SEEDS_NAMED = 5
 """Seeds named with their reason in one summary sentence; the rest are counted."""
@@ -92,7 +93,7 @@ def _survival(analysis: Analysis, cell: str) -> str:
         if runs.empty:
             continue
         lost = [f"{int((runs == o).sum())} {o}" for o in agg.OUTCOMES[1:] if (runs == o).any()]
-        parts.append(f"{objective} {int((runs == 'survived').sum())}/{len(runs)}"
+        parts.append(f"{objective} {int((runs == Outcome.SURVIVED).sum())}/{len(runs)}"
                      + (f" ({', '.join(lost)})" if lost else ""))
     return "survived (runs finished and trained / runs ended): " + ", ".join(parts) + "." if parts else ""
 
@@ -181,26 +182,28 @@ def _casualties(analysis: Analysis, cell: str) -> list[str]:
         runs = outcomes.loc[outcomes["objective"] == objective]
         if runs.empty:
             continue
+        repeats = agg.repetition_columns(runs)  # seeds, and trials in a suite with a search
         for outcome in agg.OUTCOMES[1:]:
-            lost = runs.loc[runs["outcome"] == outcome].sort_values("seed")
+            lost = runs.loc[runs["outcome"] == outcome].sort_values(repeats)
             if lost.empty:
                 continue
-            text = f"{objective}: {len(lost)}/{len(runs)} seeds {outcome}"
-            if outcome == "failed to train":
-                text += _seed_list(lost["seed"], lost["why"])
-            elif outcome == "diverged" and objective in divergence.index:
+            text = f"{objective}: {len(lost)}/{len(runs)} {'seeds' if repeats == ['seed'] else 'runs'} {outcome}"
+            labels = [agg.repetition_label(key, repeats) for key in lost[repeats].itertuples(index=False, name=None)]
+            if outcome == Outcome.FAILED_TO_TRAIN:
+                text += _seed_list(labels, lost["why"])
+            elif outcome == Outcome.DIVERGED and objective in divergence.index:
                 step = divergence["median_divergence_step"][objective]
                 text += f" (median divergence step {score_text(step)})"
-            elif outcome == "failed":
+            elif outcome == Outcome.FAILED:
                 reasons = analysis.jobs.set_index("job_id").loc[lost["job_id"], "reason"]
-                text += _seed_list(lost["seed"], [r if isinstance(r, str) and r else "no reason kept" for r in reasons])
+                text += _seed_list(labels, [r if isinstance(r, str) and r else "no reason kept" for r in reasons])
             lines.append(text + ".")
     return lines
 
 
-def _seed_list(seeds: Iterable[object], reasons: Iterable[str], shown: int = MAX_SEEDS_NAMED) -> str:
-    """` (seed 0: why; seed 1: why)`, naming at most `shown` seeds and counting the rest."""
-    named = [f"seed {seed}: {reason}" for seed, reason in zip(seeds, reasons)]
+def _seed_list(runs: Iterable[str], reasons: Iterable[str], shown: int = MAX_SEEDS_NAMED) -> str:
+    """` (seed 0: why; seed 1: why)`, naming at most `shown` runs (agg.repetition_label) and counting the rest."""
+    named = [f"{run}: {reason}" for run, reason in zip(runs, reasons)]
     more = f"; {len(named) - shown} more in the report's job table" if len(named) > shown else ""
     return " (" + "; ".join(named[:shown]) + more + ")"
 
