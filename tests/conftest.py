@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -52,6 +54,71 @@ def run_bench(args: list[str], tmp_path: Path, **kwargs) -> subprocess.Completed
         [sys.executable, "-m", "bench", *args], cwd=tmp_path, env=bench_env(tmp_path),
         capture_output=True, text=True, timeout=kwargs.pop("timeout", 300), **kwargs,
     )
+
+
+def run_bench_here(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`bench ARGS` run as run_bench runs it (cwd = tmp_path, BENCH_HOME under it, output captured), but
+    in this process: no interpreter start and no imports, seconds per call. For what needs a process of
+    its own (signals, kills, a fresh interpreter's imports), use run_bench."""
+    from bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    home, cwd, threads = os.environ.get("BENCH_HOME"), os.getcwd(), torch.get_num_threads()
+    os.environ["BENCH_HOME"] = bench_env(tmp_path)["BENCH_HOME"]
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+        if home is None:
+            os.environ.pop("BENCH_HOME", None)
+        else:
+            os.environ["BENCH_HOME"] = home
+    return subprocess.CompletedProcess(["bench", *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts with one torch thread, whatever a test before it set (an in-process run, a library
+    call): pytest-xdist runs one test process per core, and threads beyond that only contend."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One bench cache (trained classifiers, real-feature statistics) for the whole test run, shared by
+    every in-process and subprocess run through $BENCH_CACHE, and by pytest-xdist's workers: entries are
+    keyed by their full content and written atomically, so sharing changes no result, it only trains each
+    classifier once. Tests of the cache itself pass a cache folder of their own."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = root / "shared-cache"
+    cache.mkdir(exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BENCH_CACHE", str(cache))
+    yield cache
+    patch.undo()
+
+
+@pytest.fixture
+def cluster_to_ourselves(tmp_path_factory: pytest.TempPathFactory):
+    """Holds the local SLURM test cluster for one test at a time across pytest-xdist's workers (its one
+    node's CPUs, queue and accounting are what the SLURM tests measure and wait for)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(root / "slurm-cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -42,9 +42,9 @@ def digits_8px(name: str = "digits") -> LabelledImages:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LabelledImages, Path, SmallCNN, float]:
+def trained(shared_cache: Path) -> tuple[LabelledImages, Path, SmallCNN, float]:
     source = digits_8px()
-    cache_dir = tmp_path_factory.mktemp("cache")
+    cache_dir = shared_cache
     model, accuracy = get_classifier(source, cache_dir=cache_dir, seed=0, device="cpu")
     return source, cache_dir, model, accuracy
 
@@ -220,13 +220,13 @@ def test_extractor_without_weights_says_what_it_needs():
         feature_extractor_class()(FEATURE_EXTRACTOR_NAME, ["features"])
 
 
-def test_bench_data_digits_integration(tmp_path):
+def test_bench_data_digits_integration(tmp_path, shared_cache):
     """The classifier on bench.data's digits (8 px here for speed), cached by content."""
     from bench.data import load_dataset
 
     source = load_dataset("digits", root=tmp_path, options={"resolution": 8})
-    model, accuracy = get_classifier(source, cache_dir=tmp_path / "cache", seed=0)
+    model, accuracy = get_classifier(source, cache_dir=shared_cache, seed=0)
     assert accuracy >= 0.9
     assert model(source.test.images[:4]).shape == (4, 10)
-    weights_path, _ = classifier_paths(source, cache_dir=tmp_path / "cache", seed=0)
+    weights_path, _ = classifier_paths(source, cache_dir=shared_cache, seed=0)
     assert weights_path.is_file() and weights_path.name.startswith("digits-8px-seed0-")

@@ -24,6 +24,7 @@ from bench.metrics.classifier import (
     FEATURE_EXTRACTOR_NAME,
     LabelledImages,
     classifier_file,
+    classifier_paths,
     feature_extractor_class,
     get_classifier,
     images_to_uint8,
@@ -55,11 +56,16 @@ def context(source, images, cache_dir: Path, **options) -> EvalContext:
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """(source, cache dir with its classifier trained, the classifier)."""
+def digits(tmp_path_factory, shared_cache):
+    """(source, a cache dir of its own holding the classifier, the classifier): the classifier comes from the
+    session's cache; the real-feature entries these tests count start empty."""
     source = digits_8px()
     cache_dir = tmp_path_factory.mktemp("cache")
-    model, _ = get_classifier(source, cache_dir=cache_dir, seed=0)
+    model, _ = get_classifier(source, cache_dir=shared_cache, seed=0)
+    for stored, copy in zip(classifier_paths(source, cache_dir=shared_cache, seed=0),
+                            classifier_paths(source, cache_dir=cache_dir, seed=0), strict=True):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stored, copy)
     return source, cache_dir, model
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_SUITE, run_bench
+from conftest import TINY_SUITE, run_bench_here
 
 from bench.catalogue import build_catalogue
 from bench.penalties import get_trick
@@ -112,7 +112,7 @@ def test_spectral_norm_switch_for_any_objective(catalogue) -> None:
 
 
 def test_list_objectives_shows_each_published_trick(tmp_path: Path) -> None:
-    result = run_bench(["list", "objectives"], tmp_path)
+    result = run_bench_here(["list", "objectives"], tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = lines[0]

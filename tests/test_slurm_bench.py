@@ -20,6 +20,7 @@ PROFILE = REPO / "slurm" / "profiles" / "local.yaml"
 
 pytestmark = [
     pytest.mark.slurm,
+    pytest.mark.usefixtures("cluster_to_ourselves"),
     pytest.mark.skipif(not os.environ.get("BENCH_SLURM_TESTS"),
                        reason="set BENCH_SLURM_TESTS=1 after `slurm/cluster.sh start` to run the SLURM tests"),
 ]

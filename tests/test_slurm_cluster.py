@@ -126,6 +126,9 @@ def test_make_slurm_executor_needs_the_slurm_tools(tmp_path: Path, monkeypatch: 
 
 # --- the real cluster ------------------------------------------------------------------------------
 
+# one test at a time on the cluster, whichever pytest-xdist worker runs it
+pytestmark = pytest.mark.usefixtures("cluster_to_ourselves")
+
 requires_env = pytest.mark.skipif(
     not os.environ.get("BENCH_SLURM_TESTS"),
     reason="set BENCH_SLURM_TESTS=1 to run against the local cluster (slurm/cluster.sh start)",

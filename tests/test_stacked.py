@@ -186,12 +186,12 @@ def digit_splits() -> tuple[ImageSplit, ImageSplit]:
 
 
 @pytest.fixture(scope="module")
-def stacked(tmp_path_factory):
+def stacked(shared_cache):
     """(bench.data Stacked MNIST source over 8x8 digits, cache dir, digit classifier, the manifold of its
     held-out digits, one correctly classified test image per digit (10, 1, 8, 8))."""
     train, test = digit_splits()
     source = StackedMnistSource("stacked-mnist", train, test, reference_size=100)
-    cache_dir = tmp_path_factory.mktemp("cache")
+    cache_dir = shared_cache
     model, accuracy = get_classifier(stacked_digit_source(source), cache_dir=cache_dir, seed=0)
     assert accuracy >= 0.9
     with torch.no_grad():
@@ -272,5 +272,6 @@ def test_class_coverage_evaluator(stacked):
     # one class of ten: at classes_covered's failed_at, so the run reads as failed to train
     assert values["classes_covered"] == 1.0 == metric_infos()["classes_covered"].failed_at
     assert_close(values["class_kl"], -math.log(share_of_3))  # KL(delta_3 || q) = -log q_3
-    trained = sorted(p.name for p in (cache_dir / "classifiers").glob("*.pt"))
+    # (the session's cache holds other datasets' classifiers too: only MNIST-named ones matter here)
+    trained = sorted(p.name for p in (cache_dir / "classifiers").glob("mnist-*.pt"))
     assert len(trained) == 1 and trained[0].startswith("mnist-8px-seed0-")

@@ -229,18 +229,20 @@ def _log_one_job(uri: str, parent: str, job_id: str, barrier) -> None:
 def test_concurrent_writer_processes_lose_nothing(tracker):
     parent = tracker.suite_run("toy", {})
     context = multiprocessing.get_context("spawn")  # like separate job processes: no shared connections
-    barrier = context.Barrier(8)
-    job_ids = [f"job{index}" for index in range(8)]
+    # four writers on two cores: more writers than cores, each one's commits racing the others' (SQLite locks)
+    writers = 4
+    barrier = context.Barrier(writers)
+    job_ids = [f"job{index}" for index in range(writers)]
     workers = [context.Process(target=_log_one_job, args=(tracker.uri, parent, job_id, barrier)) for job_id in job_ids]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=240)
-    assert [worker.exitcode for worker in workers] == [0] * 8
+    assert [worker.exitcode for worker in workers] == [0] * writers
 
     runs = tracker.job_run_ids(parent)
     assert sorted(runs) == job_ids
-    assert len(child_runs(tracker, parent)) == 8
+    assert len(child_runs(tracker, parent)) == writers
     for job_id, run_id in runs.items():
         history = sorted(tracker.client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
         assert [m.step for m in history] == list(range(200))

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_SUITE, bench_env, run_bench, write_suite
+from conftest import TINY_SUITE, bench_env, run_bench_here, write_suite
 
 from bench.catalogue import build_catalogue
 from bench.data import DATASETS
 from bench.nets import ARCHS, arch_supports
 from bench.objectives import OBJECTIVES
-from bench.store import SuiteStore
+from bench.store import Status, SuiteStore
 from bench.suite import parse_suite
 from bench.train import Job, train
 
@@ -75,11 +75,33 @@ SMOKE_CASES = [("mlp", "ring8", SMOKE_DATASETS["ring8"]), ("mlp", "grid25", SMOK
                ("dcgan", "digits", SMOKE_DATASETS["digits"]), ("dcgan", "mnist", SMOKE_DATASETS["mnist"]),
                ("dcgan", "stacked-mnist", SMOKE_DATASETS["stacked-mnist"]),
                ("resnet", "digits", {"resolution": 32}), ("standard-cnn", "digits", {"resolution": 32})]
+# every objective runs on one flat and one image case; the other cases run every objective whose path
+# through the networks is its own (see test_every_objective_with_its_own_network_path_is_in_every_case)
+EVERY_OBJECTIVE_CASES = (SMOKE_CASES[0], SMOKE_CASES[2])
+OWN_NETWORK_PATH = ("nsgan", "rsgan", "r3gan", "wgan", "wgan-gp", "sngan", "gan-qp", "bigan-qp", "realness")
+SMOKE_PARAMS = [
+    pytest.param(objective, arch, dataset, options, id=f"{arch}-{dataset}-{objective}")
+    for arch, dataset, options in SMOKE_CASES
+    for objective in (OBJECTIVES.names() if (arch, dataset, options) in EVERY_OBJECTIVE_CASES else OWN_NETWORK_PATH)
+]
 
 
-@pytest.mark.parametrize("objective", OBJECTIVES.names())
-@pytest.mark.parametrize(("arch", "dataset", "dataset_options"), SMOKE_CASES,
-                         ids=[f"{arch}-{dataset}" for arch, dataset, _ in SMOKE_CASES])
+def test_every_objective_with_its_own_network_path_is_in_every_case(catalogue) -> None:
+    """An objective takes its own path through the networks when it brings tricks (penalties on input
+    gradients, spectral norm, clipping), extra inputs (distances in data space), a pair critic with an
+    encoder, several critic outputs or several critic steps: each such objective is smoke-tested on every
+    architecture and dataset; the others, which differ only in the formulas of their losses (pinned in
+    tests/test_objectives.py), on one flat and one image case."""
+    for name in OBJECTIVES.names():
+        objective = OBJECTIVES.get(name)()
+        own = (catalogue.objectives[name].tricks or objective.extra_inputs or objective.critic_input != "sample"
+               or objective.critic_outputs != 1 or objective.defaults.critic_steps != 1)
+        assert not own or name in OWN_NETWORK_PATH, f"{name} takes its own network path: add it to OWN_NETWORK_PATH"
+    # a relativistic objective stands for those whose generator step judges real data too
+    assert any(OBJECTIVES.get(name)().generator_needs_real for name in OWN_NETWORK_PATH)
+
+
+@pytest.mark.parametrize(("objective", "arch", "dataset", "dataset_options"), SMOKE_PARAMS)
 def test_one_training_step_of_every_objective_arch_dataset(catalogue, tmp_path, objective, arch, dataset,
                                                            dataset_options) -> None:
     spec = _spec(catalogue, objective=objective, arch=arch, dataset=dataset,
@@ -188,7 +210,7 @@ def test_diverging_job_is_recorded_and_its_siblings_finish(tmp_path) -> None:
         "grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0], "lr": [1.0e-3, 1.0e+30]},
         "train": {**TINY_SUITE["train"], "optimizer": "sgd", "lr": None},
     })
-    result = run_bench(["run", str(suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
+    result = run_bench_here(["run", str(suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
     assert result.returncode == 0, result.stderr
     table = SuiteStore(tmp_path / "results" / "tiny").jobs_table().set_index("lr_g")
     assert table.loc["0.001", "status"] == "done"
@@ -210,7 +232,7 @@ def _checkpoint_step(store) -> int:
 def test_kill_9_of_the_whole_run_resumes_to_the_same_metrics(tmp_path) -> None:
     settings = {**TINY_SUITE["train"], "steps": 400, "checkpoint_every": 50, "log_every": 10, "eval_every": 50}
     suite = write_suite(tmp_path, {"train": settings, "grid": {"objective": ["nsgan"], "arch": ["mlp"], "seed": [0]}})
-    reference = run_bench(["run", str(suite), "--results", "reference", "--no-tracking", "--no-report",
+    reference = run_bench_here(["run", str(suite), "--results", "reference", "--no-tracking", "--no-report",
                            "--no-progress"], tmp_path)
     assert reference.returncode == 0, reference.stderr
 
@@ -230,7 +252,7 @@ def test_kill_9_of_the_whole_run_resumes_to_the_same_metrics(tmp_path) -> None:
     assert 100 <= killed_at < 400, "the run should be killed part way"
     assert job.read_status()["status"] == "running"  # as a kill leaves it
 
-    again = run_bench(["run", str(suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
+    again = run_bench_here(["run", str(suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert "1 to resume" in again.stdout
     assert f"resuming from the checkpoint at step {killed_at}" in job.log_path.read_text()
@@ -239,7 +261,7 @@ def test_kill_9_of_the_whole_run_resumes_to_the_same_metrics(tmp_path) -> None:
 
 
 def test_rerun_trains_nothing_and_adds_no_mlflow_runs(tiny_suite, tmp_path) -> None:
-    first = run_bench(["run", str(tiny_suite), "--no-report", "--no-progress"], tmp_path)
+    first = run_bench_here(["run", str(tiny_suite), "--no-report", "--no-progress"], tmp_path)
     assert first.returncode == 0, first.stderr
     import mlflow
 
@@ -256,7 +278,7 @@ def test_rerun_trains_nothing_and_adds_no_mlflow_runs(tiny_suite, tmp_path) -> N
     assert any((tmp_path / "results" / "mlartifacts").rglob("final.png"))
 
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "tiny").rglob("metrics.csv")}
-    second = run_bench(["run", str(tiny_suite), "--no-report", "--no-progress"], tmp_path)
+    second = run_bench_here(["run", str(tiny_suite), "--no-report", "--no-progress"], tmp_path)
     assert second.returncode == 0, second.stderr
     assert "nothing to train: every job is complete" in second.stdout
     assert len(client.search_runs([experiment.experiment_id])) == 3
@@ -264,10 +286,10 @@ def test_rerun_trains_nothing_and_adds_no_mlflow_runs(tiny_suite, tmp_path) -> N
 
 
 def test_changed_suite_is_refused_with_the_difference(tiny_suite, tmp_path) -> None:
-    first = run_bench(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
+    first = run_bench_here(["run", str(tiny_suite), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
     assert first.returncode == 0, first.stderr
     changed = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "steps": 80}})
-    result = run_bench(["run", str(changed), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
+    result = run_bench_here(["run", str(changed), "--no-tracking", "--no-report", "--no-progress"], tmp_path)
     assert result.returncode == 2
     assert "were made with a different spec; refusing to mix them" in result.stderr
     assert "steps: 60 -> 80" in result.stderr
@@ -275,7 +297,7 @@ def test_changed_suite_is_refused_with_the_difference(tiny_suite, tmp_path) -> N
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) -> None:
-    settings = {**TINY_SUITE["train"], "steps": 4000, "checkpoint_every": 500, "log_every": 10, "eval_every": 500}
+    settings = {**TINY_SUITE["train"], "steps": 1200, "checkpoint_every": 500, "log_every": 10, "eval_every": 500}
     suite = write_suite(tmp_path, {"train": settings, "executor": {"name": "local", "max_parallel": 2}})
     command = [sys.executable, "-m", "bench", "run", str(suite), "--no-tracking", "--no-report", "--no-progress"]
     # a new session, so the whole process group can be sent SIGINT, as a terminal's Ctrl-C does
@@ -298,7 +320,7 @@ def test_ctrl_c_leaves_local_jobs_pending_and_a_rerun_finishes_them(tmp_path) ->
     assert all(s["reason"].startswith("interrupted") for s in statuses), statuses
     assert all(store.job(j).checkpoint_path.exists() for j in store.job_ids())
 
-    again = run_bench(command[3:], tmp_path)
+    again = run_bench_here(command[3:], tmp_path)
     assert again.returncode == 0, again.stderr
     assert "2 to resume" in again.stdout
     assert [store.job(j).read_status()["status"] for j in store.job_ids()] == ["done", "done"]
@@ -353,9 +375,34 @@ def test_final_samples_have_a_fixed_count(catalogue, tmp_path, arch, dataset, da
     store = SuiteStore(tmp_path / "results").job(spec.job_id)
     written = _save_samples(job, store)
     assert counts == [count]
-    assert store.samples_dir / "final.png" in written
+    assert sorted(p.name for p in store.samples_dir.iterdir()) == [written.name]
     if arch == "mlp":
-        assert np.load(store.samples_dir / "final.npy").shape == (2500, 2)
+        assert written == store.final_points_path
+        assert np.load(written).shape == (2500, 2) and np.load(written).dtype == np.float32
+    else:
+        assert written == store.final_images_path
+        images = np.load(written)
+        assert images.shape == (64, 32, 32, 1) and images.dtype == np.uint8 and images.max() > images.min()
+
+
+def test_training_imports_no_plotting_library(catalogue, tmp_path, monkeypatch) -> None:
+    import builtins
+
+    plotting = []
+    real_import = builtins.__import__
+
+    def recording_import(name, *args, **kwargs):
+        if name.partition(".")[0] in ("matplotlib", "seaborn"):
+            plotting.append(name)
+        return real_import(name, *args, **kwargs)
+
+    spec = _spec(catalogue, steps=20, eval_every=20, checkpoint_every=20, metrics=[])
+    store = SuiteStore(tmp_path / "results").job(spec.job_id)
+    monkeypatch.setattr(builtins, "__import__", recording_import)
+    result = train(spec, store, data_root=tmp_path, cache_dir=tmp_path, log=lambda _: None)
+    monkeypatch.undo()
+    assert result.status == Status.DONE and plotting == []
+    assert sorted(p.name for p in store.samples_dir.iterdir()) == ["final.npy"]
 
 
 def test_a_hand_made_spec_with_a_penalty_on_a_batch_norm_critic_is_refused(catalogue, tmp_path) -> None:
