@@ -33,6 +33,20 @@ TINY_SUITE = {
 }
 
 
+def digits_8px(name: str = "digits"):
+    """scikit-learn's digits at their native 8x8 as labelled images in [-1, 1]; the last 297 images are
+    the test split. The same content in every test, so the session's cache trains its classifier once."""
+    from sklearn.datasets import load_digits
+
+    from bench.metrics.classifier import LabelledImages
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
+    labels = torch.from_numpy(bunch.target).long()
+    test = LabelledImages(name, images[1500:], labels[1500:], 10)
+    return LabelledImages(name, images[:1500], labels[:1500], 10, test=test)
+
+
 def write_suite(folder: Path, overrides: dict | None = None, name: str = "tiny.yaml") -> Path:
     """A copy of TINY_SUITE with top-level keys replaced by `overrides`, written to folder/name."""
     suite = {**TINY_SUITE, **(overrides or {})}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from conftest import digits_8px
 from torch.testing import assert_close
 
 from bench.metrics import classifier as classifier_lib
@@ -30,15 +30,6 @@ from bench.metrics.classifier import (
     uint8_to_images,
 )
 from bench.vision import torch_fidelity
-
-
-def digits_8px(name: str = "digits") -> LabelledImages:
-    """scikit-learn's digits at their native 8x8, in [-1, 1]; the last 297 images are the test split."""
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
-    labels = torch.from_numpy(bunch.target).long()
-    test = LabelledImages(name, images[1500:], labels[1500:], 10)
-    return LabelledImages(name, images[:1500], labels[:1500], 10, test=test)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,11 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from conftest import digits_8px
 from threadpoolctl import threadpool_info
 
 from bench.metrics import EvalContext, Evaluator, MetricInfo, classifier, fidelity, get_evaluator
 from bench.metrics.classifier import (
-    LabelledImages,
     SmallCNN,
     classifier_key,
     classifier_paths,
@@ -59,14 +58,6 @@ def test_evaluators_of_one_evaluation_share_each_draw(tmp_path):
     job.train_step()
     job.evaluate()  # another evaluation draws afresh, from the weights as they are now
     assert drawn == [300, 200, 300, 200]
-
-
-def digits_8px() -> LabelledImages:
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
-    labels = torch.from_numpy(bunch.target).long()
-    test = LabelledImages("digits", images[1500:], labels[1500:], 10)
-    return LabelledImages("digits", images[:1500], labels[:1500], 10, test=test)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from sklearn.datasets import load_digits
+from conftest import digits_8px
 from torch.testing import assert_close
 
 from bench.data import DatasetOffers, dataset_offers
@@ -34,15 +34,6 @@ from bench.metrics.classifier import (
 from bench.vision import torch_fidelity
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-
-def digits_8px() -> LabelledImages:
-    """scikit-learn's digits at their native 8x8, in [-1, 1]; the last 297 images are the test split."""
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 8.0 - 1.0
-    labels = torch.from_numpy(bunch.target).long()
-    test = LabelledImages("digits", images[1500:], labels[1500:], 10)
-    return LabelledImages("digits", images[:1500], labels[:1500], 10, test=test)
 
 
 def context(source, images, cache_dir: Path, **options) -> EvalContext:
