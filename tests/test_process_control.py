@@ -38,7 +38,7 @@ def _start_local_run(tmp_path, steps: int, *, tracking: bool) -> tuple[subproces
 
 @pytest.mark.slow
 def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -> None:
-    process, store, args = _start_local_run(tmp_path, 1200, tracking=False)
+    process, store, args = _start_local_run(tmp_path, 600, tracking=False)
     started = time.time()
     process.send_signal(signal.SIGTERM)  # the bench process only, as `kill <pid>` does
     process.wait(timeout=120)
@@ -47,7 +47,7 @@ def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -
     assert process.returncode == 130, (stdout, stderr, statuses)
     assert "interrupted" in stderr
     assert [s["status"] for s in statuses] == ["pending", "pending"], statuses
-    assert all(s["step"] < 1200 for s in statuses), "the jobs ran to their end instead of stopping"
+    assert all(s["step"] < 600 for s in statuses), "the jobs ran to their end instead of stopping"
     assert all(store.job(j).checkpoint_path.exists() for j in store.job_ids())
     assert time.time() - started < 30
 
@@ -61,7 +61,7 @@ def test_sigterm_to_bench_alone_stops_its_local_jobs_at_a_checkpoint(tmp_path) -
 def test_jobs_orphaned_by_a_killed_bench_write_their_own_mlflow_runs(tmp_path) -> None:
     import mlflow
 
-    process, store, _ = _start_local_run(tmp_path, 600, tracking=True)
+    process, store, _ = _start_local_run(tmp_path, 300, tracking=True)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     deadline = time.time() + 120

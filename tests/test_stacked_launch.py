@@ -109,7 +109,7 @@ def test_a_killed_slot_fails_its_job_and_a_new_slot_runs_the_rest(tmp_path: Path
 
     from conftest import bench_env
 
-    settings = {**TINY_SUITE["train"], "steps": 400, "checkpoint_every": 400, "log_every": 10, "eval_every": 400}
+    settings = {**TINY_SUITE["train"], "steps": 200, "checkpoint_every": 200, "log_every": 10, "eval_every": 200}
     suite = write_suite(tmp_path, {"train": settings, "executor": {"name": "local", "max_parallel": 1}})
     process = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--no-tracking", "--no-report",
                                 "--no-progress"], cwd=tmp_path, env=bench_env(tmp_path),
