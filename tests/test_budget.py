@@ -147,3 +147,18 @@ def test_equal_budget_section_states_the_curves_and_what_they_decide(tmp_path: P
     assert "but that is not decided at this budget: its interval overlaps that of `nsgan`" in markdown
     assert "the metric (`modes_covered` 0)" in markdown
     assert "| `modes_covered` | mlp | wgan | 4 | 1 | 5.25 |" in markdown
+
+
+def test_lost_jobs_of_a_search_suite_are_named_by_seed_and_trial(tmp_path: Path) -> None:
+    from bench.report.analysis import analyse
+    from bench.report.build import _unfinished_section
+    from bench.report.load import load_results
+    from bench.report.render import Document, to_markdown
+
+    analysis = analyse(load_results(_search_results(tmp_path)), {"modes_covered": "higher"}, failed_at={})
+    markdown = to_markdown(Document("r", [], [_unfinished_section(analysis)]))
+    header = next(line for line in markdown.splitlines() if line.startswith("| job |"))
+    assert header == "| job | status | outcome | objective | arch | seed | trial | step | reason |"
+    # wgan's fourth trial (index 3) diverged: its row names the trial
+    diverged = [line for line in markdown.splitlines() if "| diverged |" in line]
+    assert len(diverged) == 1 and "| wgan | mlp | 0 | 3 |" in diverged[0]

@@ -394,12 +394,13 @@ def _unfinished_section(analysis: Analysis) -> Section:
     if listed.empty:
         return Section(title, blocks=[Paragraph("Every job ended and every run survived.")])
     order = {s: k for k, s in enumerate(_LISTED)}
+    repetition = agg.repetition_columns(listed)  # seed, and trial in a suite with a search
     listed = listed.assign(_order=listed["_kind"].map(order)).sort_values(
-        ["_order", "objective", *analysis.cell_axes, "seed", "job_id"], kind="stable")
-    columns = ("job", "status", "outcome", *_group_columns(analysis), "seed", "step", "reason")
+        ["_order", "objective", *analysis.cell_axes, *repetition, "job_id"], kind="stable")
+    columns = ("job", "status", "outcome", *_group_columns(analysis), *repetition, "step", "reason")
     rows = tuple(
         (f"`{r['job_id']}`", r["status"], r["outcome"], *(str(r[c]) for c in _group_columns(analysis)),
-         str(r["seed"]), "n/a" if pd.isna(r["step"]) else str(int(r["step"])),
+         *(str(r[c]) for c in repetition), "n/a" if pd.isna(r["step"]) else str(int(r["step"])),
          r["why"] if r["outcome"] == "failed to train" else (r["reason"] if isinstance(r["reason"], str) else ""))
         for r in listed.to_dict("records"))
     worst = ("are left out of every statistic (survivors-only view)" if analysis.survivors_only else
