@@ -409,8 +409,9 @@ def _save_samples(job: Job, store: JobStore) -> Path:
     samples = job.sample(count).float().cpu()
     if samples.dim() == 2:
         return store.save_final_samples(samples.numpy())
-    pixels = ((samples.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return store.save_final_samples(pixels.permute(0, 2, 3, 1).numpy())
+    from bench.metrics.classifier import images_to_uint8
+
+    return store.save_final_samples(images_to_uint8(samples).permute(0, 2, 3, 1).numpy())
 
 
 def train(

@@ -109,14 +109,19 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory):
     every in-process and subprocess run through $BENCH_CACHE, and by pytest-xdist's workers: entries are
     keyed by their full content and written atomically, so sharing changes no result, it only trains each
     classifier once. Tests of the cache itself pass a cache folder of their own."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    cache = root / "shared-cache"
+    cache = _run_folder(tmp_path_factory) / "shared-cache"
     cache.mkdir(exist_ok=True)
     patch = pytest.MonkeyPatch()
     patch.setenv("BENCH_CACHE", str(cache))
     yield cache
     patch.undo()
+
+
+def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of this whole test run: shared by pytest-xdist's workers (each has a base
+    folder of its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture
@@ -125,9 +130,7 @@ def cluster_to_ourselves(tmp_path_factory: pytest.TempPathFactory):
     node's CPUs, queue and accounting are what the SLURM tests measure and wait for)."""
     import fcntl
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    with open(root / "slurm-cluster.lock", "w") as lock:
+    with open(_run_folder(tmp_path_factory) / "slurm-cluster.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
