@@ -132,8 +132,7 @@ def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_
 
     tracking = None
     if config.tracking.enabled and request.tracking:
-        tracking = _tracking_target(suite, results_root)
-        _flush_missing(plan.complete, suite_store, tracking)
+        tracking = _suite_tracking(suite, results_root)
     submitted = 0
     if not plan.to_run:
         echo("nothing to train: every job is complete" if not plan.live else
@@ -158,6 +157,8 @@ def _run(suite: Suite, request: RunRequest, *, executor: str, profile: Any, max_
                  f"`bench report {_shown_path(suite_dir)}` builds the report")
         else:
             echo(f"ran {len(plan.to_run)} jobs in {time.perf_counter() - started:.1f}s")
+    if tracking is not None:
+        _flush_missing(plan.complete, suite_store, tracking)
     counts = summarise(suite_store, jobs, echo)
     if request.report and not submitted:
         build_report(suite_dir, echo)
@@ -194,21 +195,21 @@ def _tracking_uri(suite: Suite, results_root: Path) -> str | None:
     return suite.config.tracking.uri or default_tracking_uri(results_root)
 
 
-def _tracking_target(suite: Suite, results_root: Path) -> Any:
-    from bench.launch import TrackingTarget
+def _suite_tracking(suite: Suite, results_root: Path) -> Any:
+    """The suite's MLflow target, its parent run opening in the background (bench.launch.SuiteTracking)."""
+    from bench.launch import SuiteTracking, TrackingTarget
     from bench.suite import varying_fields
-    from bench.tracking import Tracker
 
     config = suite.config
     jobs = list(suite.jobs)
     uri = _tracking_uri(suite, results_root)
     assert uri is not None  # tracking is enabled
     artifact_root = None if uri.startswith("http") else results_root / "mlartifacts"
-    tracker = Tracker(uri, config.tracking.experiment, artifact_root)
     datasets = ",".join(dict.fromkeys(job.dataset for job in jobs))
-    parent = tracker.suite_run(suite.name, {"suite": suite.name, "jobs": str(len(jobs)), "dataset": datasets})
-    return TrackingTarget(uri=uri, experiment=config.tracking.experiment, parent_run_id=parent,
-                          artifact_root=artifact_root, varying=tuple(_compared_keys(suite, varying_fields(jobs))))
+    pending = TrackingTarget(uri=uri, experiment=config.tracking.experiment, parent_run_id=None,
+                             artifact_root=artifact_root, varying=tuple(_compared_keys(suite, varying_fields(jobs))),
+                             suite=suite.name)
+    return SuiteTracking(pending, {"suite": suite.name, "jobs": str(len(jobs)), "dataset": datasets})
 
 
 # grid axes whose values land in other flat spec keys

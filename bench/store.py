@@ -31,12 +31,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from bench.spec import JobSpec
+
+if TYPE_CHECKING:  # pandas loads where a table is read: a training process never reads one
+    import pandas as pd
 
 
 class Status(StrEnum):
@@ -163,6 +165,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def empty_metrics() -> pd.DataFrame:
     """A metrics table with no rows and the right columns and dtypes."""
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES[c]) for c in METRIC_COLUMNS})
 
 
@@ -181,6 +185,8 @@ def _parse_metrics(bodies: str) -> pd.DataFrame:
     """Complete metric rows (text without the header) as a metrics table."""
     if not bodies:
         return empty_metrics()
+    import pandas as pd
+
     frame = pd.read_csv(io.StringIO(_METRICS_HEADER + bodies), dtype={"job_id": str, "metric": str},
                         keep_default_na=False, na_values={"wall_s": ["nan"], "value": ["nan"]})
     return frame.astype(METRIC_DTYPES)[list(METRIC_COLUMNS)]
@@ -495,6 +501,8 @@ class SuiteStore:
                 spec_keys.update(dict.fromkeys(flat))
                 row.update(flat)
             rows.append(row)
+        import pandas as pd
+
         table = pd.DataFrame(rows, columns=base + [k for k in spec_keys if k not in base])
         table["step"] = table["step"].astype("Int64")
         table["attempts"] = table["attempts"].astype("Int64")

@@ -22,10 +22,9 @@ from bench.report.figures import (
     distribution_figure,
     objective_palette,
     points_figure,
-    tile_images,
     y_scale,
 )
-from bench.report.samples import draw_final_samples, mixture_centres
+from bench.report.samples import draw_final_samples, mixture_centres, tile_images
 from bench.store import MetricRow, SuiteStore
 
 OBJECTIVES = ("nsgan", "lsgan", "wgan")  # baseline first, then by name

@@ -20,6 +20,7 @@ from bench.tracking import (
     Tracker,
     default_artifact_root,
     default_tracking_uri,
+    seed_sqlite_store,
     ui_command,
     with_retry,
 )
@@ -268,3 +269,68 @@ def test_job_runs_are_named_and_tagged_by_what_varies(tmp_path) -> None:
     assert sorted(run.info.run_name for run in found) == [
         "rsgan / dcgan / seed 2 / lr_g=0.0001", "sgan / dcgan / seed 2 / lr_g=0.0001"]
     assert all(run.data.tags["bench.suite"] == "cmp" for run in found)
+
+
+def _schema(db: Path) -> tuple[dict, list, list]:
+    """Each table's and index's columns, the migration version, and the experiments. Columns, not the
+    CREATE text: MLflow's own migrations write a table's constraints in an order that varies run to run."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        names = connection.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+        tables = {(kind, name): sorted(connection.execute(
+            f"PRAGMA {'table_info' if kind == 'table' else 'index_info'}('{name}')").fetchall()) for kind, name in names}
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        default = connection.execute("SELECT name, artifact_location, lifecycle_stage FROM experiments").fetchall()
+    connection.close()
+    return tables, version, default
+
+
+def test_a_new_store_is_a_copy_of_an_empty_one_made_once(tmp_path, empty_db):
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    assert seed_sqlite_store(default_tracking_uri(first.parent), cache)
+    template = next((cache / "mlflow").glob("empty-*.db"))
+    made_at = template.stat().st_mtime_ns
+    assert seed_sqlite_store(default_tracking_uri(second.parent), cache)
+    assert template.stat().st_mtime_ns == made_at  # made once, then only copied
+    # what MLflow's own migrations make (empty_db), but for the Default experiment's place
+    tables, version, _ = _schema(empty_db)
+    for seeded in (first, second):
+        assert _schema(seeded)[:2] == (tables, version)
+        assert _schema(seeded)[2] == [("Default", (seeded.parent / "mlartifacts" / "0").as_posix(), "active")]
+    # an existing store, or a server, is left alone
+    first.write_bytes(b"kept")
+    assert not seed_sqlite_store(default_tracking_uri(first.parent), cache)
+    assert first.read_bytes() == b"kept"
+    assert not seed_sqlite_store("http://localhost:5000", cache)
+    # and MLflow takes the copy as its own store
+    tracker = Tracker(default_tracking_uri(second.parent), "bench", cache_dir=cache)
+    parent = tracker.suite_run("toy", {"jobs": "1"})
+    run_id = tracker.log_job(parent, "job1", {"seed": 0}, metric_rows("job1", 3), "done", [])
+    assert tracker.client.get_run(run_id).data.metrics == {"loss": 0.5}
+    assert list(tmp_path.glob("*/.mlflow.db.*")) == []  # no copy left half-way
+
+
+def test_a_parent_run_that_cannot_open_is_recorded_on_each_job_not_raised(tmp_path):
+    from bench.launch import SuiteTracking, TrackingTarget, flush_to_mlflow
+    from bench.store import Status, SuiteStore
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    pending = TrackingTarget(uri=default_tracking_uri(blocker), experiment="bench", parent_run_id=None,
+                             artifact_root=tmp_path / "artifacts", suite="toy")
+    tracking = SuiteTracking(pending, {"suite": "toy"})
+    with pytest.raises(Exception):  # noqa: B017  (whatever MLflow raises for a store it cannot open)
+        tracking.target()
+    from test_store import make_spec
+
+    spec = make_spec()
+    store = SuiteStore(tmp_path / "toy").job(spec.job_id)
+    store.write_spec(spec)
+    store.write_status(Status.DONE)
+    logged: list[str] = []
+    assert flush_to_mlflow(store, tracking, logged.append) is None
+    assert logged and logged[0].startswith("MLflow logging failed")
+    assert store.read_status()["status"] == Status.DONE
+    assert store.read_status()["mlflow_error"]

@@ -33,13 +33,48 @@ from bench.store import (
 
 @dataclass(frozen=True)
 class TrackingTarget:
-    """Where a job flushes its MLflow run when it ends."""
+    """Where a job flushes its MLflow run when it ends: under the parent run of suite `suite`, known by
+    its id, or (`parent_run_id` None) found by the suite's tag when flushing (`Tracker.suite_run`)."""
 
     uri: str
     experiment: str
-    parent_run_id: str
+    parent_run_id: str | None
     artifact_root: Path | None
     varying: tuple[str, ...] = ()  # flat spec keys that vary in the suite: they name and tag runs
+    suite: str = ""
+
+
+class SuiteTracking:
+    """A suite's MLflow target with its parent run opened in a thread of this process: importing MLflow
+    and creating an SQLite store take seconds, which local job processes spend starting meanwhile.
+    `pending` is the target without the parent's id (what a local job carries: it flushes itself only
+    when its launcher is gone, and then finds the parent by tag); `target()` waits for the parent and
+    raises what opening it raised."""
+
+    def __init__(self, pending: TrackingTarget, params: Mapping[str, str]) -> None:
+        self.pending = pending
+        self._result: list[TrackingTarget] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._open, args=(dict(params),), name="mlflow-parent", daemon=True)
+        self._thread.start()
+
+    def _open(self, params: dict[str, str]) -> None:
+        from dataclasses import replace
+
+        from bench.tracking import Tracker
+
+        try:
+            tracker = Tracker(self.pending.uri, self.pending.experiment, self.pending.artifact_root,
+                              cache_dir=default_paths(Path.cwd()).cache_dir)
+            self._result.append(replace(self.pending, parent_run_id=tracker.suite_run(self.pending.suite, params)))
+        except BaseException as error:  # handed to whoever asks for the target
+            self._error.append(error)
+
+    def target(self) -> TrackingTarget:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._result[0]
 
 
 @dataclass(frozen=True)
@@ -229,9 +264,11 @@ def _submitit_signal() -> int:
     return int(JobEnvironment._usr_sig())
 
 
-def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[str], None] = print) -> str | None:
+def flush_to_mlflow(store: JobStore, tracking: TrackingTarget | SuiteTracking,
+                    log: Callable[[str], None] = print) -> str | None:
     """Log a finished job's params, metric rows and samples (drawn here: the job only saves them) as
-    the suite's child run (idempotent)."""
+    the suite's child run (idempotent). A failure, opening the suite's parent run included, is logged
+    and recorded in the job's status (`mlflow_error`); the next `bench run` retries it."""
     from bench.report.samples import draw_final_samples
     from bench.tracking import Tracker
 
@@ -240,9 +277,13 @@ def flush_to_mlflow(store: JobStore, tracking: TrackingTarget, log: Callable[[st
     if spec is None:
         return None
     try:
-        tracker = Tracker(tracking.uri, tracking.experiment, tracking.artifact_root)
+        if isinstance(tracking, SuiteTracking):
+            tracking = tracking.target()
+        tracker = Tracker(tracking.uri, tracking.experiment, tracking.artifact_root,
+                          cache_dir=default_paths(Path.cwd()).cache_dir)
+        parent = tracking.parent_run_id or tracker.suite_run(tracking.suite, {"suite": tracking.suite})
         artifacts = draw_final_samples(store, spec)
-        run_id = tracker.log_job(tracking.parent_run_id, spec.job_id, spec.flat(), store.read_metrics(),
+        run_id = tracker.log_job(parent, spec.job_id, spec.flat(), store.read_metrics(),
                                  status["status"], artifacts, varying=tracking.varying)
     except Exception as error:  # tracking is a view of the store: a failure here loses nothing
         log(f"MLflow logging failed ({type(error).__name__}: {error}); `bench run` retries it")
@@ -672,7 +713,7 @@ def launch(
     *,
     suite_dir: Path,
     paths: Paths,
-    tracking: TrackingTarget | None,
+    tracking: SuiteTracking | None,
     executor: str,
     max_parallel: int,
     threads: int | None,
@@ -688,19 +729,20 @@ def launch(
     a group that cannot be stacked as separate jobs, said with the reason."""
     entry = EXECUTORS.get(executor)
     threads = threads or entry.threads(max_parallel)
-    # remote jobs flush their own MLflow run; local ones are flushed here, by the process that
-    # already has MLflow loaded (a second or two saved per job), unless this process is killed
+    # remote jobs flush their own MLflow run, under the parent's id; local ones are flushed here, by the
+    # process that already has MLflow loaded (a second or two saved per job), unless this process is killed
     launcher_pid = None if entry.remote else os.getpid()
+    carried = None if tracking is None else tracking.target() if entry.remote else tracking.pending
     if stack_seeds > 1:
         from bench.stacked import seed_groups
 
         groups = seed_groups(jobs, stack_seeds)
         for line in stacking_lines(groups):
             echo(line)
-        runners = [JobRunner(group.specs[0], suite_dir, paths, tracking, threads, launcher_pid, stacked=group.specs)
+        runners = [JobRunner(group.specs[0], suite_dir, paths, carried, threads, launcher_pid, stacked=group.specs)
                    for group in groups]
     else:
-        runners = [JobRunner(job, suite_dir, paths, tracking, threads, launcher_pid) for job in jobs]
+        runners = [JobRunner(job, suite_dir, paths, carried, threads, launcher_pid) for job in jobs]
 
     def ended(job_id: str, status: str) -> None:
         if tracking is not None and status in TERMINAL_STATUSES:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import Literal, cast
 
 import matplotlib
 
@@ -33,6 +33,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from bench.report.samples import tile_images  # noqa: E402
 from bench.report.stats import mean_ci  # noqa: E402
 
 DPI = 90
@@ -48,7 +49,6 @@ POINTS_INCHES = 2.4
 """Side of one panel of generated 2-D points (216 px at DPI; 5 to a row fit `FIGURE_INCHES`)."""
 IMAGE_INCHES = (2.5, 4.0)
 """Smallest and largest side of one sample-grid panel; in between, the grid's own pixel size."""
-GRID_COLUMNS = 8
 """Images to a row of a sample grid."""
 
 Palette = Mapping[str, tuple[float, float, float]]
@@ -423,44 +423,6 @@ def points_figure(panels: pd.DataFrame, centres: Mapping[str, np.ndarray | None]
     return FigureFile(path, "Generated samples",
                       "Final generated points (coloured) over the true mixture modes (black crosses); "
                       f"n = 1 seed per panel, the lowest surviving seed{_more_cells(shown, cells)}.")
-
-
-def tile_images(images: np.ndarray, columns: int = GRID_COLUMNS, padding: int = 2) -> np.ndarray:
-    """Images (N, H, W, C) uint8 tiled `columns` to a row with `padding` black pixels around each,
-    as torchvision's `make_grid` lays them out: (rows * (H + p) + p, columns' * (W + p) + p, 3) uint8
-    with columns' = min(columns, N); one channel is repeated to three."""
-    if images.ndim != 4 or images.dtype != np.uint8 or not len(images):
-        raise ValueError(f"images must be uint8 (N, H, W, C) with N >= 1, got {images.dtype} {images.shape}")
-    if images.shape[3] == 1:
-        images = np.repeat(images, 3, axis=3)
-    count, height, width, channels = images.shape
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    grid = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
-                    dtype=np.uint8)
-    for index, image in enumerate(images):
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        grid[top:top + height, left:left + width] = image
-    return grid
-
-
-def final_samples_figure(samples: np.ndarray, target: IO[bytes], *, title: str,
-                         modes: np.ndarray | None = None) -> None:
-    """One job's final samples as a 4-inch PNG written to `target`: points (N, 2) scattered over the
-    true `modes` (K, 2) when given, or images (N, H, W, C) uint8 tiled by `tile_images`."""
-    figure, ax = plt.subplots(figsize=(4, 4), dpi=100, layout="constrained")
-    if samples.ndim == 2:
-        if modes is not None:
-            ax.scatter(modes[:, 0], modes[:, 1], c="red", s=30, marker="x", label="modes")
-        ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="generated")
-        ax.set_aspect("equal")
-    else:
-        ax.imshow(tile_images(samples), interpolation="nearest")
-        ax.set_axis_off()
-    ax.set_title(title)
-    figure.savefig(target, format="png")
-    plt.close(figure)
 
 
 def image_grid_figure(panels: pd.DataFrame, cells: Sequence[str], objectives: Sequence[str],
