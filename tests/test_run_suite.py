@@ -142,7 +142,7 @@ def test_a_dry_run_of_the_cifar10_suite_shows_its_inception_protocol(tmp_path: P
 
 
 def test_waiting_ends_when_accounting_stops_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runners = [SimpleNamespace(spec=SimpleNamespace(job_id=f"job{i}")) for i in range(2)]
+    runners = [SimpleNamespace(spec=SimpleNamespace(job_id=f"job{i}"), job_ids=(f"job{i}",)) for i in range(2)]
     jobs = [SimpleNamespace(job_id=f"9_{i}") for i in range(2)]
     monkeypatch.setattr(slurm, "make_slurm_executor", lambda folder, profile, job_name: None)
     monkeypatch.setattr(slurm, "submit_job_arrays", lambda executor, callables: [slurm.ArraySubmission("9", jobs)])

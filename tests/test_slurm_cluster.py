@@ -209,11 +209,15 @@ class CountTo:
 
 
 class ToyRunner:
-    """Stands for the launcher's JobRunner: `spec.job_id` names it, calling it returns a status."""
+    """Stands for the launcher's JobRunner: `spec.job_id` names its one job, calling it returns a status."""
 
     def __init__(self, job_id: str, status: str) -> None:
         self.spec = types.SimpleNamespace(job_id=job_id)
+        self.job_ids = (job_id,)
         self.status = status
+
+    def statuses(self, result: str) -> dict[str, str]:
+        return {self.spec.job_id: result}
 
     def __call__(self) -> str:
         if self.status == "crash":

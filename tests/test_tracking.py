@@ -278,8 +278,9 @@ def _schema(db: Path) -> tuple[dict, list, list]:
 
     with sqlite3.connect(db) as connection:
         names = connection.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
-        tables = {(kind, name): sorted(connection.execute(
-            f"PRAGMA {'table_info' if kind == 'table' else 'index_info'}('{name}')").fetchall()) for kind, name in names}
+        pragma = {"table": "table_info", "index": "index_info"}
+        tables = {(kind, name): sorted(connection.execute(f"PRAGMA {pragma[kind]}('{name}')").fetchall())
+                  for kind, name in names}
         version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
         default = connection.execute("SELECT name, artifact_location, lifecycle_stage FROM experiments").fetchall()
     connection.close()

@@ -597,6 +597,112 @@ class SlotWorker:
         return statuses
 
 
+class PackedRunner:
+    """Several units (JobRunners: a job, or a stack of seeds) run at once in one SLURM task, each in a
+    process of its own, sharing the task's GPU and CPUs: a profile's `pack` (bench.launch.profiles),
+    so that a GPU is not given one small job.
+
+    Preemption: the signal SLURM sends before a time limit or a preemption reaches this process (and,
+    from it, every unit's process); each unit checkpoints at its next step and ends `pending`, and
+    once all have ended this task asks submitit to requeue it. The requeued task runs this runner
+    again: a unit whose jobs are complete is skipped, the others resume from their checkpoints.
+    A unit's process that dies leaves its jobs failed (or pending, when the task was stopping).
+    """
+
+    def __init__(self, units: Sequence[JobRunner]) -> None:
+        if not units:
+            raise ValueError("a packed runner needs at least one unit")
+        self.units = list(units)
+        self.spec = self.units[0].spec
+        self.suite_dir = self.units[0].suite_dir
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(job_id for unit in self.units for job_id in unit.job_ids)
+
+    def statuses(self, result: dict[str, str]) -> dict[str, str]:
+        return dict(result)
+
+    def __call__(self) -> dict[str, str]:
+        import multiprocessing
+
+        suite = SuiteStore(self.suite_dir)
+        statuses = {job_id: str(suite.job(job_id).read_status()["status"]) for job_id in self.job_ids}
+        waiting = [unit for unit in self.units
+                   if not all(statuses[job_id] in COMPLETE_STATUSES for job_id in unit.job_ids)]
+        context = multiprocessing.get_context("spawn")
+        preempt = _submitit_signal()
+        preempted = threading.Event()
+        processes: list[tuple[JobRunner, Any, Any]] = []
+        main = threading.current_thread() is threading.main_thread()
+        # a unit's process starts with the preemption signal ignored (kept across exec) until its
+        # JobRunner sets its own handler, so a signal while it imports torch does not kill it
+        previous = signal.signal(preempt, signal.SIG_IGN) if main else None
+        try:
+            for unit in waiting:
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_run_unit, args=(unit, sender), name=f"bench-{unit.spec.job_id}")
+                process.start()
+                sender.close()
+                processes.append((unit, process, receiver))
+        finally:
+            if main:
+                def forward(signum: int, _frame: Any) -> None:
+                    preempted.set()
+                    for _unit, process, _receiver in processes:
+                        if process.is_alive():
+                            os.kill(process.pid, signum)
+
+                signal.signal(preempt, forward)
+        try:
+            for unit, process, receiver in processes:
+                result: dict[str, str] | None = None
+                try:
+                    result = receiver.recv()
+                except EOFError:  # the unit's process ended without an answer: it died
+                    pass
+                process.join()
+                if result is not None:
+                    statuses.update(result)
+                    continue
+                reason = f"its process in the packed SLURM task ended with exit code {process.exitcode} and no result"
+                for job_id in unit.job_ids:
+                    store = suite.job(job_id)
+                    recorded = store.read_status()["status"]
+                    if recorded in COMPLETE_STATUSES:
+                        statuses[job_id] = str(recorded)
+                    elif preempted.is_set():
+                        store.write_status(Status.PENDING, reason="preempted; resumes from its last checkpoint")
+                        statuses[job_id] = Status.PENDING
+                    else:
+                        store.write_status(Status.FAILED, reason=reason)
+                        statuses[job_id] = Status.FAILED
+        finally:
+            if main:
+                signal.signal(preempt, previous)
+        if preempted.is_set() and Status.PENDING in statuses.values() and callable(previous):
+            previous(preempt, None)  # submitit: calls self.checkpoint, requeues this task, exits
+        return statuses
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _run_unit(unit: JobRunner, sender: Any) -> None:
+    """A packed unit's process: run it, send back job_id -> status."""
+    sender.send({job_id: str(status) for job_id, status in unit.statuses(unit()).items()})
+    sender.close()
+
+
+def pack_runners(runners: Sequence[JobRunner], pack: int) -> list[JobRunner | PackedRunner]:
+    """`runners` in consecutive packs of up to `pack` units, each pack one PackedRunner (`pack` 1: as they are)."""
+    if pack <= 1:
+        return list(runners)
+    return [PackedRunner(runners[start:start + pack]) for start in range(0, len(runners), pack)]
+
+
 @contextmanager
 def _sigint_ignored_by_children() -> Iterator[None]:
     """Processes started inside the block begin with SIGINT ignored (an ignored signal stays ignored across
@@ -676,7 +782,11 @@ def _launch_local(context: LaunchContext) -> dict[str, str]:
 def _launch_slurm(context: LaunchContext) -> dict[str, str]:
     from bench.launch import slurm
 
-    return slurm.submit_array(context.runners, folder=context.folder, profile=context.profile, wait=context.wait,
+    runners = pack_runners(context.runners, context.profile.pack)
+    if context.profile.pack > 1:
+        context.echo(f"packed: {len(context.runners)} units in {len(runners)} SLURM tasks of up to "
+                     f"{context.profile.pack}, run at once in each task")
+    return slurm.submit_array(runners, folder=context.folder, profile=context.profile, wait=context.wait,
                               bar=context.bar, echo=context.echo)
 
 
@@ -703,7 +813,7 @@ register_executor(Executor(
     options={"profile": Option(None, str, nullable=True,
                                description="the SLURM cluster profile, a YAML file (see slurm/profiles/)"),
              "wait": Option(True, bool, description="wait for the jobs to end (false: return once submitted)"),
-             **THREADS_OPTION},
+             **THREADS_OPTION, **STACK_OPTION},
     threads=lambda max_parallel: 1, available=_slurm_problems, needs_profile=True, remote=True,
 ))
 

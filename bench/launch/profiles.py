@@ -87,6 +87,8 @@ class SlurmProfile(BaseModel):
     mem_gb: float | None = Field(None, gt=0, description="memory per job, GB; None: cluster default")
     time_min: int = Field(60, ge=1, description="wall-clock limit per job, minutes")
     array_parallelism: int = Field(256, ge=1, description="tasks of one array running at once")
+    pack: int = Field(1, ge=1, description=("jobs (or seed stacks) run at once in one task, each in a process of "
+                                            "its own, sharing the task's GPUs and CPUs; 1: a task per job"))
     constraint: str | None = Field(None, min_length=1, description="sbatch --constraint (node features)")
     signal_delay_s: int = Field(90, ge=1, description="USR2 this many seconds before the time limit")
     max_num_timeout: int = Field(3, ge=0, description="requeues allowed after hitting the time limit")

@@ -256,15 +256,21 @@ class _Spec(Protocol):
 
 
 class Runner(Protocol):
-    """A job to submit: called with no arguments in the SLURM job, returns the job's final status
-    (a `bench.store.Status`: done, diverged or failed); `spec.job_id` names it. A `checkpoint` method makes it requeue
-    itself on USR2 (see the module docstring). Stacked seeds (bench.launch.JobRunner with `stacked`,
-    whose call returns job_id -> status) are not submitted to SLURM."""
+    """What one SLURM task runs: called with no arguments, it trains the jobs `job_ids` (one job, a
+    stack of seeds, or a pack of those: bench.launch.JobRunner, PackedRunner) and returns what
+    `statuses` turns into job_id -> final status (a `bench.store.Status`: done, diverged, failed, or
+    pending when stopped); `spec.job_id` names its first job. A `checkpoint` method makes it requeue
+    itself on USR2 (see the module docstring)."""
 
     @property
     def spec(self) -> _Spec: ...
 
-    def __call__(self) -> str | dict[str, str]: ...
+    @property
+    def job_ids(self) -> tuple[str, ...]: ...
+
+    def statuses(self, result: Any) -> dict[str, str]: ...
+
+    def __call__(self) -> Any: ...
 
 
 class Progress(Protocol):
@@ -295,17 +301,20 @@ def submit_array(
     arrays = submit_job_arrays(executor, runners)
     # arrays are consecutive chunks of `runners`, so the jobs line up with them in order
     pairs = list(zip(runners, [job for array in arrays for job in array.jobs], strict=True))
+    jobs = sum(len(runner.job_ids) for runner in runners)
+    tasks = f" in {len(runners)} tasks" if jobs != len(runners) else ""
     echo(
-        f"submitted {len(runners)} jobs as SLURM array{'s' if len(arrays) > 1 else ''} "
+        f"submitted {jobs} jobs{tasks} as SLURM array{'s' if len(arrays) > 1 else ''} "
         f"{', '.join(array.array_id for array in arrays)} (logs: {folder})"
     )
     # recorded at once, so that a second `bench run` sees these jobs as queued and adds none
     for runner, job in pairs:
         suite_dir = getattr(runner, "suite_dir", None)
         if suite_dir is not None:
-            store = SuiteStore(Path(suite_dir)).job(runner.spec.job_id)
-            store.write_status(store.read_status()["status"], slurm_job_id=job.job_id)
-    statuses = {runner.spec.job_id: "submitted" for runner in runners}
+            for job_id in runner.job_ids:
+                store = SuiteStore(Path(suite_dir)).job(job_id)
+                store.write_status(store.read_status()["status"], slurm_job_id=job.job_id)
+    statuses = {job_id: "submitted" for runner in runners for job_id in runner.job_ids}
     if not wait:
         return statuses
     pending = {job.job_id: (runner, job) for runner, job in pairs}
@@ -325,12 +334,12 @@ def submit_array(
                 if task_id not in pending or state not in FINAL_STATES:
                     continue
                 runner, job = pending.pop(task_id)
-                status = _final_status(runner, job, task_id, state)
-                statuses[runner.spec.job_id] = status
-                finished[runner.spec.job_id] = status
+                ended = _final_statuses(runner, job, task_id, state)
+                statuses.update(ended)
+                finished.update(ended)
             if bar is not None:
-                running = [runner.spec.job_id for task_id, (runner, _) in pending.items()
-                           if states.get(task_id) == "RUNNING"]
+                running = [job_id for task_id, (runner, _) in pending.items()
+                           if states.get(task_id) == "RUNNING" for job_id in runner.job_ids]
                 bar.update(finished=finished, running=running)
             if pending:
                 time.sleep(poll_s)
@@ -342,11 +351,12 @@ def submit_array(
     return statuses
 
 
-def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: str) -> str:
-    """The status a finished task ends with; a task that died without an answer is failed."""
+def _final_statuses(runner: Runner, job: submitit.Job[Any], task_id: str, state: str) -> dict[str, str]:
+    """job_id -> the status each job of a finished task ends with; the jobs of a task that died
+    without an answer are failed (but for those its results folder records as complete)."""
     if state == "COMPLETED":
         try:
-            return str(job.result())
+            return {job_id: str(status) for job_id, status in runner.statuses(job.result()).items()}
         except Exception as error:  # the job's own error, kept as its reason
             reason = f"SLURM job {task_id} COMPLETED without a result: {str(error).strip().splitlines()[-1:]}"
     else:
@@ -357,12 +367,16 @@ def _final_status(runner: Runner, job: submitit.Job[Any], task_id: str, state: s
             lines = str(error).strip().splitlines()
             reason += f": {lines[-1][:300]}" if lines else ""
     suite_dir = getattr(runner, "suite_dir", None)
-    if suite_dir is not None:
-        store = SuiteStore(Path(suite_dir)).job(runner.spec.job_id)
-        if store.read_status()["status"] in COMPLETE_STATUSES:
-            return str(store.read_status()["status"])
-        store.write_status(Status.FAILED, reason=reason)
-    return Status.FAILED
+    statuses: dict[str, str] = {}
+    for job_id in runner.job_ids:
+        statuses[job_id] = Status.FAILED
+        if suite_dir is not None:
+            store = SuiteStore(Path(suite_dir)).job(job_id)
+            if store.read_status()["status"] in COMPLETE_STATUSES:
+                statuses[job_id] = str(store.read_status()["status"])
+            else:
+                store.write_status(Status.FAILED, reason=reason)
+    return statuses
 
 
 def states_for_store(suite_store: Any) -> dict[str, str]:
