@@ -97,10 +97,12 @@ def test_a_preempted_job_requeues_and_ends_with_the_uninterrupted_metrics(tmp_pa
 
 
 def test_a_preempted_packed_task_resumes_every_job_in_it_to_the_uninterrupted_metrics(tmp_path: Path) -> None:
+    # two stacks of two seeds, packed into one task: a process per stack, four jobs
     settings = {**TINY_SUITE["train"], "steps": 1500, "checkpoint_every": 500, "log_every": 10, "eval_every": 250}
     suite = write_suite(tmp_path, {"train": settings, "grid": {"objective": ["nsgan", "rsgan"], "arch": ["mlp"],
-                                                               "seed": [0]}})
-    reference = run_bench(["run", str(suite), "--executor", "debug", "--threads", "1", "--results", "reference",
+                                                               "seed": [0, 1]},
+                                   "executor": {"name": "debug", "stack_seeds": 2}})
+    reference = run_bench(["run", str(suite), "--threads", "1", "--results", "reference",
                            "--no-tracking", "--no-report", "--no-progress"], tmp_path)
     assert reference.returncode == 0, reference.stderr
     profile = tmp_path / "packed.yaml"
@@ -109,26 +111,27 @@ def test_a_preempted_packed_task_resumes_every_job_in_it_to_the_uninterrupted_me
     submitted = run_bench(["run", str(suite), "--executor", "slurm", "--profile", str(profile), "--no-progress",
                            "--no-report", "--no-wait", "--no-tracking"], tmp_path)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    assert "stacked seeds: 2 groups of 4 jobs" in submitted.stdout
     assert "packed: 2 units in 1 SLURM tasks of up to 2" in submitted.stdout
-    assert "submitted 2 jobs in 1 tasks as SLURM array" in submitted.stdout
+    assert "submitted 4 jobs in 1 tasks as SLURM array" in submitted.stdout
     store = SuiteStore(tmp_path / "results" / "tiny")
     jobs = [store.job(job_id) for job_id in store.job_ids()]
-    assert len({job.read_status()["slurm_job_id"] for job in jobs}) == 1  # one task holds both
+    assert len({job.read_status()["slurm_job_id"] for job in jobs}) == 1  # one task holds all four
 
-    def both_past_step_100() -> bool:
+    def all_past_step_100() -> bool:
         return all(job.read_status()["status"] == "running" and (job.read_status()["step"] or 0) >= 100
                    for job in jobs)
 
-    _wait_for(both_past_step_100, 180, "both packed jobs to pass step 100")
-    assert len({job.read_status()["pid"] for job in jobs}) == 2  # a process each
+    _wait_for(all_past_step_100, 180, "the packed jobs to pass step 100")
+    assert len({job.read_status()["pid"] for job in jobs}) == 2  # a process per stack
     subprocess.run(["scancel", "--signal=USR2", jobs[0].read_status()["slurm_job_id"]], check=True)
     _wait_for(lambda: all(job.read_status()["status"] == "done" for job in jobs), 300,
-              "the requeued task to finish both jobs")
+              "the requeued task to finish its jobs")
     for job in jobs:
         log = job.log_path.read_text()
-        interrupted_at = int(log.split("stop requested: checkpoint written at step ")[1].split()[0])
+        interrupted_at = int(log.split("stop requested: checkpoints written at step ")[1].split()[0])
         assert 100 <= interrupted_at < 1500
-        assert f"resuming from the checkpoint at step {interrupted_at}" in log
+        assert f"resuming 2 stacked seeds from their checkpoints at step {interrupted_at}" in log
         assert job.read_status()["attempts"] == 2
         expected = pd.read_csv(SuiteStore(tmp_path / "reference" / "tiny").job(job.path.name).metrics_path)
         actual = pd.read_csv(job.metrics_path)
