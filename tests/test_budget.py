@@ -162,3 +162,22 @@ def test_lost_jobs_of_a_search_suite_are_named_by_seed_and_trial(tmp_path: Path)
     # wgan's fourth trial (index 3) diverged: its row names the trial
     diverged = [line for line in markdown.splitlines() if "| diverged |" in line]
     assert len(diverged) == 1 and "| wgan | mlp | 0 | 3 |" in diverged[0]
+
+
+def test_a_search_suite_calls_its_paired_repetitions_runs_not_seeds(tmp_path: Path) -> None:
+    from bench.report.analysis import analyse
+    from bench.report.build import _comparison_sections
+    from bench.report.load import load_results
+    from bench.report.render import Document, to_markdown
+    from bench.report.summary import summary_text
+
+    analysis = analyse(load_results(_search_results(tmp_path)), {"modes_covered": "higher"}, failed_at={})
+    summary = summary_text(analysis)
+    comparison = next(line for line in summary if "modes_covered: wgan vs nsgan" in line)
+    assert comparison.endswith("(4 runs paired by seed and trial).")
+    assert "seeds" not in comparison
+    assert "'undecidable' means these runs could not reach significance" in " ".join(summary)
+    markdown = to_markdown(Document("r", [], _comparison_sections(analysis)))
+    assert "Runs pair on the (seed, trial) runs both objectives ran, trial t being the same configuration" in markdown
+    assert "| runs needed | verdict |" in markdown
+    assert "seeds needed" not in markdown and "seeds;" not in markdown

@@ -72,17 +72,23 @@ def test_the_dry_run_says_how_jobs_are_grouped(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-def test_stack_seeds_is_refused_below_1_and_pointed_out_where_ignored(tmp_path: Path, capsys) -> None:
+def test_stack_seeds_is_refused_below_1_and_pointed_out_where_ignored(tmp_path: Path, capsys, monkeypatch) -> None:
     from bench.cli import main
 
     bad = write_suite(tmp_path, {"executor": {"name": "debug", "stack_seeds": 0}}, name="bad.yaml")
     assert main(["run", str(bad), "--dry-run"]) != 0
     assert "executor.stack_seeds" in capsys.readouterr().err
-    ignored = write_suite(tmp_path, {"executor": {"name": "slurm", "profile": "x.yaml", "stack_seeds": 2}},
-                          name="ignored.yaml")
-    main(["run", str(ignored), "--dry-run"])
-    assert ("warning: executor.stack_seeds has no effect with the slurm executor: its jobs run one by one"
-            in capsys.readouterr().err)
+    from bench.launch import EXECUTORS, Executor
+    from bench.run import RunRequest, run_suite
+
+    # an executor that does not declare stack_seeds (every built-in one does) is pointed out
+    monkeypatch.setitem(EXECUTORS._entries, "one-by-one", Executor(
+        "one-by-one", "jobs in turn", lambda context: {}, options={}, threads=lambda max_parallel: 1))
+    stacked = write_suite(tmp_path, {"executor": {"name": "debug", "stack_seeds": 2}}, name="stacked.yaml")
+    warnings: list[str] = []
+    run_suite(RunRequest(stacked, executor="one-by-one", dry_run=True), echo=lambda _: None, warn=warnings.append)
+    assert ("warning: executor.stack_seeds has no effect with the one-by-one executor: its jobs run one by one"
+            in warnings)
 
 
 def test_a_local_slot_runs_job_after_job_in_one_process(tmp_path: Path) -> None:

@@ -277,10 +277,10 @@ def _schema(db: Path) -> tuple[dict, list, list]:
     import sqlite3
 
     with sqlite3.connect(db) as connection:
-        names = connection.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+        names = connection.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
         pragma = {"table": "table_info", "index": "index_info"}
         tables = {(kind, name): sorted(connection.execute(f"PRAGMA {pragma[kind]}('{name}')").fetchall())
-                  for kind, name in names}
+                  if kind in pragma else sql for kind, name, sql in names.fetchall()}
         version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
         default = connection.execute("SELECT name, artifact_location, lifecycle_stage FROM experiments").fetchall()
     connection.close()

@@ -365,5 +365,5 @@ def test_unranked_metrics_are_shown_and_never_ranked_and_coverage_uses_a_ranked_
 def test_a_comparison_without_any_observed_effect_says_so():
     from bench.report.summary import seeds_needed_text
 
-    assert seeds_needed_text(float("inf")) == "no effect was observed, so no seed count would decide it"
+    assert seeds_needed_text(float("inf")) == "no effect was observed, so no number of seeds would decide it"
     assert seeds_needed_text(17.0) == "the observed effect would need about 17 seeds"

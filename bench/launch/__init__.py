@@ -647,16 +647,17 @@ class PackedRunner:
                 processes.append((unit, process, receiver))
         finally:
             if main:
-                def forward(signum: int, _frame: Any) -> None:
-                    preempted.set()
-                    for _unit, process, _receiver in processes:
-                        if process.is_alive():
-                            os.kill(process.pid, signum)
-
-                signal.signal(preempt, forward)
+                signal.signal(preempt, lambda *_: preempted.set())
         try:
             for unit, process, receiver in processes:
                 result: dict[str, str] | None = None
+                # every second while preempted, the signal goes on to the units still running: one still
+                # importing torch ignores it, and takes it once its JobRunner listens (a repeat is harmless)
+                while not receiver.poll(1.0 if preempted.is_set() else 0.2):
+                    if preempted.is_set():
+                        for _unit, other, _receiver in processes:
+                            if other.is_alive():
+                                os.kill(other.pid, preempt)
                 try:
                     result = receiver.recv()
                 except EOFError:  # the unit's process ended without an answer: it died

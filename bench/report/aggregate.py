@@ -96,6 +96,12 @@ def repetition_columns(frame: pd.DataFrame) -> list[str]:
     return ["seed", "trial"] if "trial" in frame.columns else ["seed"]
 
 
+def repetition_noun(frame: pd.DataFrame) -> str:
+    """What the report calls the runs that pair across objectives: `seeds`, or in a suite with a search
+    `runs` (a run is one seed of one trial; trial t is the same configuration for every objective)."""
+    return "seeds" if repetition_columns(frame) == ["seed"] else "runs"
+
+
 def repetition_label(key: object, columns: Sequence[str]) -> str:
     """A run's repetition as the report names it: `seed 3`, or `seed 0, trial 5`."""
     values = key if isinstance(key, tuple) else (key,)

@@ -557,17 +557,21 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
             next((n for n in analysis.notes if "aseline" in n), "No comparison could be made."))])]
     worst = ("runs that did not survive are left out (survivors-only view)" if analysis.survivors_only else
              "a run that diverged, failed or failed to train scores the worst outcome")
+    noun = agg.repetition_noun(analysis.jobs)
+    pairs_on = ("the seeds both objectives ran" if noun == "seeds" else
+                "the (seed, trial) runs both objectives ran, trial t being the same configuration for each")
     blocks: list = [Paragraph(
         f"Each objective against `{analysis.baseline}` on the final value of each ranked metric, within each cell; "
-        f"{worst}. Final values compare runs after equal generator steps. Runs pair on the seeds both objectives "
-        "ran (Wilcoxon signed-rank; effect size: matched-pairs rank-biserial correlation); seeds only one of them "
-        "has are named under `left out`. Mann-Whitney U (effect size: Cliff's delta) only when they share no seed. "
+        f"{worst}. Final values compare runs after equal generator steps. Runs pair on {pairs_on} "
+        f"(Wilcoxon signed-rank; effect size: matched-pairs rank-biserial correlation); {noun} only one of them "
+        f"has are named under `left out`. Mann-Whitney U (effect size: Cliff's delta) only when they share no "
+        f"{noun[:-1]}. "
         "Both effects in [-1, 1], positive favours the objective. P(improvement) is rliable's probability that a run "
         f"of the objective beats a run of the baseline. p-values are Holm-corrected over the m comparisons of one "
         f"metric; alpha = {ALPHA}. Min attainable p is the smallest p these run counts allow (2/2^n paired, "
         "2/C(n1+n2, n1) unpaired): where it times m is not below alpha the comparison is undecidable, never "
-        f"\"no difference\". Seeds needed: seeds per objective for {POWER:.0%} power to find the observed effect at "
-        "alpha/m (Noether 1987).")]
+        f"\"no difference\". {noun.capitalize()} needed: {noun} per objective for {POWER:.0%} power to find the "
+        "observed effect at alpha/m (Noether 1987).")]
     order = {name: k for k, name in enumerate(analysis.objectives)}
     sentences = []
     for metric_key, frame in table.groupby("metric", sort=True):
@@ -584,7 +588,7 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
                     f"(median {score_text(r['median_objective'])} vs {score_text(r['median_baseline'])}; "
                     f"{test_text(r['test'])} p = {fmt(r['p'])}, Holm-adjusted p = {fmt(r['p_holm'])}; "
                     f"P(improvement) = {fmt(r['probability_of_improvement'])}; {r['effect_name']} = "
-                    f"{fmt(r['effect'])}; n = {n} seeds; survived {r['survived_objective']}/{r['n_objective']} "
+                    f"{fmt(r['effect'])}; n = {n} {noun}; survived {r['survived_objective']}/{r['n_objective']} "
                     f"and {r['survived_baseline']}/{r['n_baseline']}).")
             needed = r["seeds_needed"]
             rows.append((r["cell"], r["objective"], test_text(r["test"]), n,
@@ -595,7 +599,7 @@ def _comparison_sections(analysis: Analysis) -> list[Section]:
                          verdict_text(r)))
         columns = ("cell", "objective", "test", "n (objective/baseline)", "survived (objective/baseline)", "left out",
                    "statistic", "p", "Holm p", "min attainable p", "P(improvement)", "effect", "median",
-                   "baseline median", "seeds needed", "verdict")
+                   "baseline median", f"{noun} needed", "verdict")
         blocks += [Paragraph(f"`{metric}` ({analysis.directions[metric]} is better):"), Table(columns, tuple(rows))]
     if sentences:
         blocks.append(Paragraph(f"Significant differences (Holm-adjusted p < {ALPHA}):"))

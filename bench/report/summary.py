@@ -51,11 +51,12 @@ def verdict_text(record: dict) -> str:
     return f"no significant difference at {runs_text(record)}"
 
 
-def seeds_needed_text(value: float) -> str:
-    """The clause on the seeds an observed effect would need (`value` inf: no effect was observed)."""
+def seeds_needed_text(value: float, noun: str = "seeds") -> str:
+    """The clause on the seeds (or, in a search suite, runs: `noun`) an observed effect would need
+    (`value` inf: no effect was observed)."""
     if not np.isfinite(value):
-        return "no effect was observed, so no seed count would decide it"
-    return f"the observed effect would need about {int(value)} seeds"
+        return f"no effect was observed, so no number of {noun} would decide it"
+    return f"the observed effect would need about {int(value)} {noun}"
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,11 @@ def _comparisons(analysis: Analysis, cell: str, metric: str) -> list[str]:
     order = {name: k for k, name in enumerate(analysis.objectives)}
     rows = rows.assign(_order=rows["objective"].map(order)).sort_values("_order", kind="stable")
     lines = []
+    noun = agg.repetition_noun(analysis.jobs)
+    paired = "paired seeds" if noun == "seeds" else "runs paired by seed and trial"
     for r in rows.to_dict("records"):
         against = f"{metric}: {r['objective']} vs {r['baseline']}"
-        pairing = (f"{r['n_objective']} paired seeds" if r["test"] == "wilcoxon"
+        pairing = (f"{r['n_objective']} {paired}" if r["test"] == "wilcoxon"
                    else f"{r['n_objective']}/{r['n_baseline']} unpaired runs")
         left_out = f"; left out: {r['left_out']}" if r["left_out"] else ""
         if r["significant"]:
@@ -132,10 +135,10 @@ def _comparisons(analysis: Analysis, cell: str, metric: str) -> list[str]:
                          f"P(improvement) = {score_text(r['probability_of_improvement'], 3)}, {pairing}{left_out}).")
         elif r["verdict"] == "undecidable":
             lines.append(f"{against}: {verdict_text(r)}; "
-                         f"{seeds_needed_text(r['seeds_needed'])} ({pairing}{left_out}).")
+                         f"{seeds_needed_text(r['seeds_needed'], noun)} ({pairing}{left_out}).")
         else:
             lines.append(f"{against}: {verdict_text(r)} (Holm p = {score_text(r['p_holm'])}); "
-                         f"{seeds_needed_text(r['seeds_needed'])} ({pairing}{left_out}).")
+                         f"{seeds_needed_text(r['seeds_needed'], noun)} ({pairing}{left_out}).")
     return lines
 
 
@@ -248,7 +251,8 @@ def opening_lines(analysis: Analysis) -> list[str]:
         lines.append(next((n.replace("`", "") for n in analysis.notes if "aseline" in n), "No comparison was made."))
     else:
         lines.append(f"Comparisons: each objective against {analysis.baseline} on the final value (after equal "
-                     f"generator steps), Holm-corrected per metric, alpha = {ALPHA}; 'undecidable' means these seeds "
+                     f"generator steps), Holm-corrected per metric, alpha = {ALPHA}; 'undecidable' means these "
+                     f"{agg.repetition_noun(analysis.jobs)} "
                      "could not reach significance whatever they showed. Speed is stated per axis: generator steps, "
                      "gradient evaluations and wall time.")
     return lines
