@@ -283,7 +283,8 @@ def plan_lines(suite: Suite, *, effect: float = DEFAULT_EFFECT, results_root: Pa
     no_gpu = [t.arch for t in times if t.gpu_rate is None]
     lines.append(
         f"Rates are generator steps per second at one critic step and batch {ROUGH_BATCH}, one job using one "
-        f"core or one GPU; a job's time scales with (critic_steps + 1) / 2 and batch / {ROUGH_BATCH}. The rough "
+        f"core or one GPU, at the architecture's default width; a job's time scales with (critic_steps + 1) / 2, "
+        f"batch / {ROUGH_BATCH} and, for the convolutional architectures, (width / default width)^2. The rough "
         "rates are bench.preflight's tables, measured with bench.train.steps_per_second on one core of a small "
         f"cloud VM (other architectures: {ROUGH_CPU_STEPS_PER_S_OTHER:g})"
         + (f"; no GPU rate has been measured for {', '.join(no_gpu)} (n/a)" if no_gpu else "")

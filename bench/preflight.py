@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 # several times faster.
 ROUGH_CPU_STEPS_PER_S: Mapping[str, float] = {"mlp": 100.0, "dcgan": 1.0, "resnet": 0.05, "standard-cnn": 0.3}
 ROUGH_CPU_STEPS_PER_S_OTHER = 0.3  # an architecture not listed above
+# A convolutional network's work grows with the square of its channel width (ngf = ndf), so a job at
+# another `width` costs (width / default width)^2 of the rate's: dcgan at width 16 on 32 px digits
+# measured 15-16 generator steps/s on one core (suites/sngan_vs_rsgan.yaml), the table's 1 x (64/16)^2.
+# The MLP's small layers are bound by per-step overhead, not by width, so its rate is not scaled.
+ROUGH_WIDTH_EXPONENT: Mapping[str, float] = {"dcgan": 2.0, "resnet": 2.0, "standard-cnn": 2.0}
 # The same on a GPU: none measured yet, so GPU time is estimated only from a suite's own results
 # (`bench plan` reads their train_s); add an architecture here once measured, saying where.
 ROUGH_GPU_STEPS_PER_S: Mapping[str, float] = {}
@@ -314,8 +319,18 @@ def torch_cuda_available() -> bool:
 
 def rough_work(job: JobSpec) -> float:
     """The cost of one generator step of `job` in steps of the rate tables (one critic step at batch
-    ROUGH_BATCH): (critic_steps + 1) / 2 network updates per step, scaled linearly with the batch."""
-    return (job.critic_steps + 1) / 2 * job.batch_size / ROUGH_BATCH
+    ROUGH_BATCH, the architecture's default width): (critic_steps + 1) / 2 network updates per step,
+    scaled linearly with the batch and, for the architectures of ROUGH_WIDTH_EXPONENT, with the width
+    to that power."""
+    work = (job.critic_steps + 1) / 2 * job.batch_size / ROUGH_BATCH
+    exponent = ROUGH_WIDTH_EXPONENT.get(job.arch)
+    width = dict(job.arch_options).get("width")
+    if exponent and width:
+        from bench.nets import ARCHS
+
+        default = ARCHS.get(job.arch).options["width"].default
+        work *= (float(width) / float(default)) ** exponent
+    return work
 
 
 def rough_cpu_seconds(job: JobSpec) -> float:

@@ -142,3 +142,19 @@ def test_no_baseline_no_comparison(tmp_path: Path, catalogue) -> None:
     # the preflight refuses such a suite for `bench run`; the plan says why it would compare nothing
     assert plan_lines(suite, results_root=tmp_path)[-1] == (
         "seeds: no comparisons, the baseline 'hinge' is not among the objectives (lsgan, nsgan, rsgan, wgan).")
+
+
+def test_a_narrower_convolutional_network_is_estimated_cheaper(tmp_path: Path, catalogue) -> None:
+    from bench.preflight import rough_cpu_seconds
+
+    digits = {"dataset": {"name": "digits"}, "grid": {"objective": ["nsgan"], "arch": ["dcgan"], "seed": [0]},
+              "train": {**TINY_SUITE["train"], "steps": 1500}, "metrics": [], "metric_options": {}}
+    default = load_suite(write_suite(tmp_path, {**digits, "archs": {}}, name="a.yaml"), catalogue).jobs[0]
+    narrow = load_suite(write_suite(tmp_path, {**digits, "archs": {"dcgan": {"width": 16}}}, name="b.yaml"),
+                        catalogue).jobs[0]
+    # dcgan's table rate, 1 step/s at its default width 64; a quarter of the width, a sixteenth of the work
+    assert rough_cpu_seconds(default) == pytest.approx(1500.0)
+    assert rough_cpu_seconds(narrow) == pytest.approx(1500.0 / 16)
+    # the MLP is bound by per-step overhead: its width does not scale the estimate
+    mlp = load_suite(write_suite(tmp_path, {"archs": {"mlp": {"width": 512}}}, name="c.yaml"), catalogue).jobs[0]
+    assert rough_cpu_seconds(mlp) == pytest.approx(60 / 100.0)
