@@ -21,11 +21,11 @@ from bench.launch.profiles import ProfileError, load_profile
 from bench.store import SuiteStore
 from bench.suite import load_suite
 
-STEPS = 400
+STEPS = 200
 
 
-def _runners(tmp_path: Path, results: str) -> list[JobRunner]:
-    suite = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "steps": STEPS, "log_every": 10}})
+def _runners(tmp_path: Path, results: str, steps: int = STEPS) -> list[JobRunner]:
+    suite = write_suite(tmp_path, {"train": {**TINY_SUITE["train"], "steps": steps, "log_every": 10}})
     jobs = list(load_suite(suite, build_catalogue()).jobs)
     assert len(jobs) == 2
     root = tmp_path / results
@@ -100,7 +100,7 @@ def test_a_preempted_pack_resumes_every_job_to_the_uninterrupted_metrics(tmp_pat
 
 
 def test_a_unit_whose_process_dies_is_failed_and_its_pack_mates_finish(tmp_path: Path) -> None:
-    runners = _runners(tmp_path, "packed")
+    runners = _runners(tmp_path, "packed", steps=20)
     doomed = runners[0]
     doomed.threads = -5  # torch.set_num_threads(-5) raises before training: the unit's process fails
     statuses = PackedRunner(runners)()
