@@ -48,6 +48,19 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+def _resumed_as_uninterrupted(job, tmp_path: Path, stopped: str, resumed: str) -> None:
+    """The job stopped once (its log says `stopped` + the step), resumed from there (`resumed` + the
+    step) on its second attempt, and logged exactly what the uninterrupted reference run logged."""
+    log = job.log_path.read_text()
+    interrupted_at = int(log.split(stopped)[1].split()[0])
+    assert 100 <= interrupted_at < 1500
+    assert f"{resumed}{interrupted_at}" in log
+    assert job.read_status()["attempts"] == 2
+    expected = pd.read_csv(SuiteStore(tmp_path / "reference" / "tiny").job(job.path.name).metrics_path)
+    actual = pd.read_csv(job.metrics_path)
+    pd.testing.assert_frame_equal(expected.drop(columns="wall_s"), actual.drop(columns="wall_s"))
+
+
 def test_a_four_job_array_completes_with_results_and_mlflow_runs(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, {"grid": {"objective": ["nsgan", "rsgan"], "arch": ["mlp"], "seed": [0, 1]}})
     result = _slurm_run(suite, tmp_path, "--wait")
@@ -84,16 +97,9 @@ def test_a_preempted_job_requeues_and_ends_with_the_uninterrupted_metrics(tmp_pa
     slurm_id = job.read_status()["slurm_job_id"]
     subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True)
     _wait_for(lambda: job.read_status()["status"] == "done", 240, "the requeued job to finish")
-    log = job.log_path.read_text()
-    assert "preempted: checkpoint written; asking SLURM to requeue this job" in log
-    interrupted_at = int(log.split("stop requested: checkpoint written at step ")[1].split()[0])
-    assert 100 <= interrupted_at < 1500
-    assert f"resuming from the checkpoint at step {interrupted_at}" in log
-    assert job.read_status()["attempts"] == 2
-
-    expected = pd.read_csv(SuiteStore(tmp_path / "reference" / "tiny").job(job.path.name).metrics_path)
-    actual = pd.read_csv(job.metrics_path)
-    pd.testing.assert_frame_equal(expected.drop(columns="wall_s"), actual.drop(columns="wall_s"))
+    assert "preempted: checkpoint written; asking SLURM to requeue this job" in job.log_path.read_text()
+    _resumed_as_uninterrupted(job, tmp_path, "stop requested: checkpoint written at step ",
+                              "resuming from the checkpoint at step ")
 
 
 def test_a_preempted_packed_task_resumes_every_job_in_it_to_the_uninterrupted_metrics(tmp_path: Path) -> None:
@@ -128,14 +134,8 @@ def test_a_preempted_packed_task_resumes_every_job_in_it_to_the_uninterrupted_me
     _wait_for(lambda: all(job.read_status()["status"] == "done" for job in jobs), 300,
               "the requeued task to finish its jobs")
     for job in jobs:
-        log = job.log_path.read_text()
-        interrupted_at = int(log.split("stop requested: checkpoints written at step ")[1].split()[0])
-        assert 100 <= interrupted_at < 1500
-        assert f"resuming 2 stacked seeds from their checkpoints at step {interrupted_at}" in log
-        assert job.read_status()["attempts"] == 2
-        expected = pd.read_csv(SuiteStore(tmp_path / "reference" / "tiny").job(job.path.name).metrics_path)
-        actual = pd.read_csv(job.metrics_path)
-        pd.testing.assert_frame_equal(expected.drop(columns="wall_s"), actual.drop(columns="wall_s"))
+        _resumed_as_uninterrupted(job, tmp_path, "stop requested: checkpoints written at step ",
+                                  "resuming 2 stacked seeds from their checkpoints at step ")
 
 
 def test_resubmitting_while_jobs_run_adds_no_jobs(tmp_path: Path) -> None:
