@@ -483,6 +483,22 @@ class SuiteStore:
             return []
         return sorted(p.name for p in self.jobs_dir.iterdir() if p.is_dir() and _JOB_ID.match(p.name))
 
+    def record_lost(self, job_ids: Sequence[str], reason: str, *, stopping: bool = False,
+                    stopped: str = "interrupted; resumes from its last checkpoint") -> dict[str, str]:
+        """The jobs of a process that ended without an answer (killed, out of memory, a SLURM task
+        that died): job_id -> status. A job the folder records as complete keeps its status; the
+        others are failed with `reason`, or, when the process was being stopped (`stopping`: Ctrl-C,
+        a preemption), pending with `stopped`, to resume from their last checkpoint."""
+        statuses: dict[str, str] = {}
+        for job_id in job_ids:
+            store = self.job(job_id)
+            recorded = store.read_status()["status"]
+            if recorded not in COMPLETE_STATUSES:
+                recorded = Status.PENDING if stopping else Status.FAILED
+                store.write_status(recorded, reason=stopped if stopping else reason)
+            statuses[job_id] = str(recorded)
+        return statuses
+
     def jobs_table(self) -> pd.DataFrame:
         """One row per job: job_id, status, reason, step, train_s, eval_s, attempts, started_at,
         finished_at, mlflow_run_id, then every key of `JobSpec.flat()` (str values; missing when a

@@ -383,3 +383,16 @@ def test_no_module_restates_a_status():
 def test_every_terminal_status_has_one_outcome():
     assert set(STATUS_OUTCOMES) == TERMINAL_STATUSES
     assert set(Outcome) == {*STATUS_OUTCOMES.values(), Outcome.FAILED_TO_TRAIN}
+
+
+def test_record_lost_keeps_complete_jobs_and_fails_or_pends_the_rest(tmp_path):
+    suite = SuiteStore(tmp_path / "toy")
+    ids = [make_spec(seed=seed).job_id for seed in range(3)]
+    suite.job(ids[0]).write_status(Status.DONE)
+    suite.job(ids[1]).write_status(Status.RUNNING)
+    assert suite.record_lost(ids, "killed") == {ids[0]: "done", ids[1]: "failed", ids[2]: "failed"}
+    assert suite.job(ids[1]).read_status()["reason"] == "killed"
+    suite.job(ids[1]).write_status(Status.RUNNING)
+    assert suite.record_lost(ids[1:], "killed", stopping=True, stopped="preempted") == {ids[1]: "pending",
+                                                                                        ids[2]: "pending"}
+    assert suite.job(ids[2]).read_status()["reason"] == "preempted"

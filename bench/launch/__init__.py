@@ -666,18 +666,9 @@ class PackedRunner:
                 if result is not None:
                     statuses.update(result)
                     continue
-                reason = f"its process in the packed SLURM task ended with exit code {process.exitcode} and no result"
-                for job_id in unit.job_ids:
-                    store = suite.job(job_id)
-                    recorded = store.read_status()["status"]
-                    if recorded in COMPLETE_STATUSES:
-                        statuses[job_id] = str(recorded)
-                    elif preempted.is_set():
-                        store.write_status(Status.PENDING, reason="preempted; resumes from its last checkpoint")
-                        statuses[job_id] = Status.PENDING
-                    else:
-                        store.write_status(Status.FAILED, reason=reason)
-                        statuses[job_id] = Status.FAILED
+                died = f"its process in the packed SLURM task ended with exit code {process.exitcode} and no result"
+                statuses.update(suite.record_lost(unit.job_ids, died, stopping=preempted.is_set(),
+                                                  stopped="preempted; resumes from its last checkpoint"))
         finally:
             if main:
                 signal.signal(preempt, previous)
@@ -935,15 +926,7 @@ def _local_result(job: Any, runner: JobRunner, suite_dir: Path) -> dict[str, str
     try:
         return {job_id: str(status) for job_id, status in runner.statuses(job.result()).items()}
     except Exception as error:  # the process died (killed, out of memory): record why
-        statuses = {}
-        for job_id in runner.job_ids:
-            store = SuiteStore(suite_dir).job(job_id)
-            if store.read_status()["status"] not in COMPLETE_STATUSES:
-                if stop_requested():
-                    # killed while stopping on Ctrl-C: not a failure; it resumes from its last checkpoint
-                    store.write_status(Status.PENDING, reason="interrupted; resumes from its last checkpoint")
-                else:
-                    reason = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
-                    store.write_status(Status.FAILED, reason=f"job process ended abnormally: {reason}")
-            statuses[job_id] = store.read_status()["status"]
-        return statuses
+        # killed while stopping on Ctrl-C is not a failure: the job resumes from its last checkpoint
+        said = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
+        return SuiteStore(suite_dir).record_lost(runner.job_ids, f"job process ended abnormally: {said}",
+                                                 stopping=stop_requested())

@@ -367,16 +367,9 @@ def _final_statuses(runner: Runner, job: submitit.Job[Any], task_id: str, state:
             lines = str(error).strip().splitlines()
             reason += f": {lines[-1][:300]}" if lines else ""
     suite_dir = getattr(runner, "suite_dir", None)
-    statuses: dict[str, str] = {}
-    for job_id in runner.job_ids:
-        statuses[job_id] = Status.FAILED
-        if suite_dir is not None:
-            store = SuiteStore(Path(suite_dir)).job(job_id)
-            if store.read_status()["status"] in COMPLETE_STATUSES:
-                statuses[job_id] = str(store.read_status()["status"])
-            else:
-                store.write_status(Status.FAILED, reason=reason)
-    return statuses
+    if suite_dir is None:
+        return dict.fromkeys(runner.job_ids, str(Status.FAILED))
+    return SuiteStore(Path(suite_dir)).record_lost(runner.job_ids, reason)
 
 
 def states_for_store(suite_store: Any) -> dict[str, str]:
