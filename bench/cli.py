@@ -68,6 +68,15 @@ def _checked(option: Option) -> Callable[[str], Any]:
     return parse
 
 
+def job_filter(text: str) -> tuple[str, tuple[str, ...]]:
+    """`--only KEY=V1,V2` as (KEY, (V1, V2))."""
+    key, sep, values = text.partition("=")
+    parts = tuple(value.strip() for value in values.split(","))
+    if not sep or not key.strip() or not all(parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE[,VALUE...] (for example objective=nsgan,rsgan)")
+    return key.strip(), parts
+
+
 positive_int = _checked(Option(1, int, low=1, description="a count of at least one"))
 positive_float = _checked(Option(1.0, float, low=0, low_open=True, description="a positive number"))
 port_number = _checked(Option(5000, int, low=1, high=65535, description="a TCP port"))
@@ -87,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite=Path(args.suite), executor=args.executor, max_parallel=args.max_parallel, threads=args.threads,
         profile=Path(args.profile) if args.profile else None, results=Path(args.results), wait=args.wait,
         tracking=not args.no_tracking, report=not args.no_report, progress=not args.no_progress,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run, only=tuple(args.only),
     ), warn=_warn)
     if outcome.interrupted:
         return _fail("\n" + INTERRUPTED, EXIT_INTERRUPTED)
@@ -100,9 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from bench.catalogue import build_catalogue
     from bench.plan import plan_lines
-    from bench.suite import load_suite
+    from bench.suite import load_suite, select_jobs
 
-    suite = load_suite(Path(args.suite), build_catalogue())
+    suite = select_jobs(load_suite(Path(args.suite), build_catalogue()), args.only)
     print("\n".join(plan_lines(suite, effect=args.effect, results_root=Path(args.results))))
     return EXIT_OK
 
@@ -451,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--only", type=job_filter, action="append", default=[], metavar="KEY=V1[,V2...]",
+                     help="run only the jobs whose spec has one of these values for KEY (objective, seed, dataset, "
+                          "arch.width, ...; repeat to narrow further); their ids are the suite's, so the rest can "
+                          "run later into the same results")
     run.set_defaults(func=cmd_run)
 
     plan = commands.add_parser("plan", help="a suite's cost and whether its seeds can decide its comparisons",
@@ -465,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="standardized effect size d to size the seeds for (default: 0.8)")
     plan.add_argument("--results", default="results", help="results root to read measured rates from "
                                                            "(default: ./results)")
+    plan.add_argument("--only", type=job_filter, action="append", default=[], metavar="KEY=V1[,V2...]",
+                      help="plan only the jobs whose spec has one of these values for KEY (as `bench run --only`)")
     plan.set_defaults(func=cmd_plan)
 
     listing = commands.add_parser("list", help="list objectives, archs, datasets, tricks, metrics or executors",

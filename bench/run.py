@@ -33,6 +33,7 @@ class RunRequest:
     """What `bench run` was asked: the suite file and the settings that override the suite's.
 
     `None` means "the suite's value" (`executor`, `max_parallel`, `threads`, `profile`, `wait`).
+    `only` cuts the suite to the jobs that match its filters (bench.suite.select_jobs).
     """
 
     suite: Path
@@ -46,6 +47,7 @@ class RunRequest:
     report: bool = True
     progress: bool = True
     dry_run: bool = False
+    only: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,13 @@ def run_suite(request: RunRequest, *, echo: Callable[[str], None] = print,
     from bench.catalogue import build_catalogue
     from bench.launch import EXECUTORS, default_paths
     from bench.preflight import PreflightError, preflight
-    from bench.suite import load_suite
+    from bench.suite import load_suite, select_jobs
 
-    suite = load_suite(request.suite, build_catalogue())
+    whole = load_suite(request.suite, build_catalogue())
+    suite = select_jobs(whole, request.only)
+    if request.only:
+        filters = " ".join(f"{key}={','.join(values)}" for key, values in request.only)
+        echo(f"--only {filters}: {len(suite.jobs)} of the suite's {len(whole.jobs)} jobs")
     config = suite.config
     executor = request.executor or config.executor.name
     entry = EXECUTORS.get(executor)

@@ -14,7 +14,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -381,6 +381,53 @@ class Suite:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+def select_jobs(suite: Suite, only: Sequence[tuple[str, Sequence[str]]]) -> Suite:
+    """The suite cut to the jobs that match every filter of `only` (`bench run --only KEY=V1,V2`): KEY is
+    a key of the job spec (`JobSpec.flat()`: `objective`, `seed`, `dataset`, `arch.width`, `lr_g`, ...)
+    and a job matches when its value is one of the Vs, compared as YAML would read them (`1e-4` is
+    `0.0001`, `true` is `True`). The jobs keep their ids, so the rest of the suite can run later into
+    the same results. Raises SuiteError for a key no job has, a value no job has (both with what the
+    suite has) and filters that no job matches together."""
+    if not only:
+        return suite
+    flats = [job.flat() for job in suite.jobs]
+    problems: list[Problem] = []
+    keep = [True] * len(flats)
+    for key, values in only:
+        where = (f"--only {key}",)
+        present = {flat[key] for flat in flats if key in flat}
+        if not present:
+            varying = sorted(k for k in flats[0] if len({flat.get(k) for flat in flats}) > 1) if flats else []
+            problems.append(Problem(where, f"no job of the suite has the key {key!r}; keys that vary in it: "
+                                           f"{', '.join(varying) or 'none'} (or any other parameter of a job's MLflow run)"))
+            continue
+        wanted = {_comparable(value) for value in values}
+        missing = [value for value in values if _comparable(value) not in {_comparable(v) for v in present}]
+        if missing:
+            shown = sorted(present, key=lambda v: (isinstance(_comparable(v), str), str(_comparable(v))))
+            problems.append(Problem(where, f"no job of the suite has {key} {', '.join(missing)}; its values: "
+                                           f"{', '.join(value.strip(chr(34)) for value in shown)}"))
+            continue
+        keep = [kept and _comparable(flat.get(key, "")) in wanted for kept, flat in zip(keep, flats, strict=True)]
+    if not problems and not any(keep):
+        problems.append(Problem(("--only",), "no job of the suite matches every filter together"))
+    if problems:
+        raise SuiteError(suite.source, problems)
+    return replace(suite, jobs=tuple(job for job, kept in zip(suite.jobs, keep, strict=True) if kept))
+
+
+def _comparable(text: str) -> object:
+    """A spec value or a value typed on the command line as YAML reads it: numbers as floats, booleans
+    in one case, JSON-quoted strings (option values in `JobSpec.flat()`) unquoted."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    try:
+        return float(text)
+    except ValueError:
+        return text.lower() if text.lower() in ("true", "false") else text
 
 
 def load_suite(path: Path | str, catalogue: Catalogue) -> Suite:

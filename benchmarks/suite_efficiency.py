@@ -8,7 +8,10 @@ directory; MLflow tracking as the suite says; no report) and prints its busy tim
 eval_s over its jobs' status.json: the loop's own clocks), the run's wall time, and the efficiency,
 busy / (wall x slots), slots being the executor's max_parallel (1 for debug). What is not busy time:
 process starts and imports, building each job, writing checkpoints and samples, MLflow, and slots left
-idle at the end. Not a test: run it on purpose.
+idle at the end. It then splits the slot time that was not busy by when it fell, from the jobs'
+started_at and finished_at: before the first job started (the head: imports, checks, process starts),
+after the last one ended (the tail: MLflow, closing), and in between (slots idle, job building and
+ends, and what the jobs' own clocks do not count). Not a test: run it on purpose.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -50,6 +54,7 @@ def main() -> None:
     suite_file.write_text(yaml.safe_dump(suite, sort_keys=False))
 
     load = os.getloadavg()
+    started_at = time.time()
     started = time.perf_counter()
     outcome = run_suite(RunRequest(suite_file, max_parallel=args.max_parallel, results=folder / "results",
                                    tracking=not args.no_tracking, report=False, progress=False),
@@ -68,6 +73,16 @@ def main() -> None:
     print(f"busy {train_s + eval_s:.1f} s (training {train_s:.1f} s, evaluating {eval_s:.1f} s), "
           f"wall {wall:.1f} s x {slots} slot(s) = {wall * slots:.1f} slot-s")
     print(f"suite efficiency: {(train_s + eval_s) / (wall * slots):.1%}")
+    def times(key: str) -> list[float]:
+        return [datetime.fromisoformat(status[key]).timestamp() for status in statuses if status.get(key)]
+
+    starts, ends = times("started_at"), times("finished_at")
+    if starts and ends:
+        head = min(starts) - started_at
+        tail = started_at + wall - max(ends)
+        between = wall * slots - (train_s + eval_s) - (head + tail) * slots
+        print(f"not busy: head {head:.1f} s x {slots} (start to the first job's start), tail {tail:.1f} s x {slots} "
+              f"(the last job's end to the end), between {between:.1f} slot-s")
 
 
 if __name__ == "__main__":

@@ -186,3 +186,37 @@ def test_mlflow_runs_are_named_by_the_axes_the_suite_compares() -> None:
     assert keys == ["dataset", "objective", "seed"]
     wgan = next(job for job in suite.jobs if job.objective == "wgan" and job.dataset == "grid25")
     assert run_label(wgan.flat(), keys)[0] == f"wgan / mlp / seed {wgan.seed} / dataset=grid25"
+
+
+def test_only_runs_a_slice_of_the_grid_under_the_suite_s_own_job_ids(tmp_path: Path, capsys) -> None:
+    suite = write_suite(tmp_path, {"grid": {"objective": ["nsgan", "lsgan"], "arch": ["mlp"], "seed": [0, 1]},
+                                   "train": QUICK})
+    flags = ["--no-tracking", "--no-report", "--no-progress"]
+    assert main(["run", str(suite), "--only", "objective=lsgan", "--only", "seed=1", *flags]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--only objective=lsgan seed=1: 1 of the suite's 4 jobs\n")
+    store = SuiteStore(tmp_path / "results" / "tiny")
+    (ran,) = store.job_ids()
+    spec = store.job(ran).read_spec()
+    assert (spec.objective, spec.seed) == ("lsgan", 1)
+    # the rest of the suite, run later, keeps that job and adds the other three
+    assert main(["run", str(suite), *flags]) == 0
+    assert "4 jobs: 1 complete, 0 running elsewhere, 0 to resume, 3 to start" in capsys.readouterr().out
+    assert ran in store.job_ids() and len(store.job_ids()) == 4
+
+
+def test_only_refuses_keys_and_values_the_suite_does_not_have(tmp_path: Path, capsys) -> None:
+    suite = write_suite(tmp_path, {"grid": {"objective": ["nsgan", "lsgan"], "arch": ["mlp"], "seed": [0, 1]},
+                                   "train": QUICK})
+    assert main(["run", str(suite), "--only", "objective=lsgn,nsgan", "--only", "colour=red", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--only objective: no job of the suite has objective lsgn; its values: lsgan, nsgan" in err
+    assert "--only colour: no job of the suite has the key 'colour'; keys that vary in it: objective, seed" in err
+    # values are compared as YAML reads them: the learning rate written two ways is one value
+    assert main(["run", str(suite), "--only", "lr_g=1e-3", "--only", "seed=1.0", "--dry-run"]) == 0
+    assert "--only lr_g=1e-3 seed=1.0: 2 of the suite's 4 jobs" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(suite), "--only", "objective"])
+    assert exit_info.value.code == 2
+    assert "'objective' is not KEY=VALUE[,VALUE...]" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

@@ -46,17 +46,30 @@ class TrackingTarget:
 
 class SuiteTracking:
     """A suite's MLflow target with its parent run opened in a thread of this process: importing MLflow
-    and creating an SQLite store take seconds, which local job processes spend starting meanwhile.
+    and creating an SQLite store take seconds of CPU, which would otherwise stand between the start of
+    `bench run` and its jobs. `open()` starts the thread (once); the local launcher calls it once its
+    slots' first jobs are training, so that it does not take a core from their start either.
     `pending` is the target without the parent's id (what a local job carries: it flushes itself only
-    when its launcher is gone, and then finds the parent by tag); `target()` waits for the parent and
-    raises what opening it raised."""
+    when its launcher is gone, and then finds the parent by tag); `target()` opens the parent if that
+    has not begun, waits for it, and raises what opening it raised."""
 
     def __init__(self, pending: TrackingTarget, params: Mapping[str, str]) -> None:
         self.pending = pending
         self._result: list[TrackingTarget] = []
         self._error: list[BaseException] = []
         self._thread = threading.Thread(target=self._open, args=(dict(params),), name="mlflow-parent", daemon=True)
-        self._thread.start()
+        self._starting = threading.Lock()
+
+    def open(self) -> None:
+        """Begin opening the parent run in the background, unless that has begun."""
+        with self._starting:
+            if self._thread.ident is None:
+                self._thread.start()
+
+    @property
+    def opening(self) -> bool:
+        """Whether opening the parent has begun."""
+        return self._thread.ident is not None
 
     def _open(self, params: dict[str, str]) -> None:
         from dataclasses import replace
@@ -71,6 +84,7 @@ class SuiteTracking:
             self._error.append(error)
 
     def target(self) -> TrackingTarget:
+        self.open()
         self._thread.join()
         if self._error:
             raise self._error[0]
@@ -472,7 +486,9 @@ class LaunchContext:
     """What an executor's launcher is given: the jobs (as runners) and how to report on them.
 
     `ended(job_id, status)` records a job's end (and flushes its MLflow run when this process does
-    that); `running` holds the (runner, submitit job) pairs running now, which a stop signal reaches.
+    that); `underway()` says the jobs have begun training, so that work kept off their start (opening
+    the suite's MLflow parent run) may begin; `running` holds the (runner, submitit job) pairs running
+    now, which a stop signal reaches.
     A runner runs one job or a stacked group (`runner.job_ids`, `runner.statuses(result)`).
     """
 
@@ -484,6 +500,7 @@ class LaunchContext:
     bar: Progress
     echo: Callable[[str], None]
     ended: Callable[[str, str], None]
+    underway: Callable[[], None] = lambda: None
     running: list[tuple[Any, Any]] = field(default_factory=list)
 
 
@@ -555,6 +572,7 @@ def _launch_debug(context: LaunchContext) -> dict[str, str]:
     import submitit
 
     debug = submitit.DebugExecutor(folder=context.folder)
+    context.underway()  # the jobs run in this process: the parent run opens beside the first
     results: dict[str, str] = {}
     for runner in context.runners:
         if stop_requested():
@@ -728,6 +746,7 @@ def _launch_local(context: LaunchContext) -> dict[str, str]:
     results: dict[str, str] = {}
     suite_dir = context.folder.parent
     slots = 0
+    underway = False
 
     def report(index: int, statuses: dict[str, str], finished: dict[str, str]) -> None:
         reported.add(index)
@@ -761,14 +780,25 @@ def _launch_local(context: LaunchContext) -> dict[str, str]:
                 statuses = _local_result(job, runner, suite_dir)
                 report(index, {job_id: statuses.get(job_id) or SuiteStore(suite_dir).job(job_id).read_status()["status"]
                                for job_id in runner.job_ids}, finished)
+        claimed = [index for index in range(len(units)) if (claims / str(index)).exists() and index not in reported]
+        if not underway and (finished or (len(claimed) >= min(slots, len(units)) and all(
+                _training(suite_dir, units[index]) for index in claimed))):
+            # every slot has imported torch and built its first job: what the launcher does now
+            # (opening the MLflow parent) no longer delays the jobs' start
+            underway = True
+            context.underway()
         for job_id, status in finished.items():
             context.ended(job_id, status)
-        claimed = [index for index in range(len(units)) if (claims / str(index)).exists() and index not in reported]
         context.bar.update(finished=finished, running=[job_id for index in claimed for job_id in units[index].job_ids])
         if not running and (stop_requested() or len(reported) == len(units)):
             break
         time.sleep(0.2)
     return results
+
+
+def _training(suite_dir: Path, runner: JobRunner) -> bool:
+    """Whether the (first) job of `runner` has begun training (its status says running)."""
+    return SuiteStore(suite_dir).job(runner.job_ids[0]).read_status().get("status") == Status.RUNNING
 
 
 def _launch_slurm(context: LaunchContext) -> dict[str, str]:
@@ -852,7 +882,8 @@ def launch(
 
     bar = Progress(jobs, suite_dir, progress)
     context = LaunchContext(runners=runners, folder=suite_dir / "submitit", max_parallel=max_parallel,
-                            profile=profile, wait=wait, bar=bar, echo=echo, ended=ended)
+                            profile=profile, wait=wait, bar=bar, echo=echo, ended=ended,
+                            underway=tracking.open if tracking is not None else lambda: None)
 
     def stop(*_: Any) -> None:
         # the jobs checkpoint at their next step; local job processes may not share this process's
