@@ -48,6 +48,7 @@ def _trick_info(entry: penalties.TrickEntry) -> TrickInfo:
         options=entry.options,
         needs_per_sample_gradients=entry.needs_per_sample_gradients,
         critic_options=dict(trick.critic_options()),
+        packing=lambda options: entry(**options).packing(),
     )
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "critic_sample_coupling",
     "default_latent_dim",
     "list_archs",
+    "pack_samples",
     "parameter_count",
 ]
 
@@ -888,15 +889,32 @@ def build_generator(
     return entry.generator(tuple(data_shape), latent_dim, resolved)
 
 
+def pack_samples(x: Tensor, pack: int) -> Tensor:
+    """PacGAN's packing: (B, C, ...) -> (B / pack, pack * C, ...), each row the `pack` consecutive samples
+    x[i * pack], ..., x[i * pack + pack - 1] concatenated along the first data axis (the channels of
+    images, the features of vectors). `pack` 1 returns `x` itself. B must be a multiple of `pack`."""
+    if pack == 1:
+        return x
+    if x.shape[0] % pack:
+        raise ValueError(f"packing {pack} samples per critic input needs a batch that is a multiple of {pack}; "
+                         f"got {x.shape[0]}")
+    return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
+
+
+def _packed_shape(data_shape: DataShape, pack: int) -> DataShape:
+    return (data_shape[0] * pack, *data_shape[1:])
+
+
 def build_critic(
-    arch: str, *, data_shape: tuple[int, ...], critic_outputs: int, options: Mapping[str, Any]
+    arch: str, *, data_shape: tuple[int, ...], critic_outputs: int, options: Mapping[str, Any], pack: int = 1
 ) -> nn.Module:
     """Critic x (B, *data_shape) -> raw logits (B,) when critic_outputs == 1 else (B, critic_outputs).
 
-    Has `features(x) -> (B, F)` and `head(f)`, with forward(x) == head(features(x)).
+    Has `features(x) -> (B, F)` and `head(f)`, with forward(x) == head(features(x)). With `pack` m > 1
+    it judges packed inputs (`pack_samples`): (B / m, m * C, ...) -> (B / m,) logits.
     """
     entry, resolved, critic_outputs = _prepare(arch, data_shape, options, "critic_outputs", critic_outputs)
-    return entry.critic(tuple(data_shape), critic_outputs, resolved)
+    return entry.critic(_packed_shape(tuple(data_shape), pack), critic_outputs, resolved)
 
 
 def build_encoder(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]) -> nn.Module:
@@ -906,14 +924,15 @@ def build_encoder(arch: str, *, data_shape: tuple[int, ...], latent_dim: int, op
 
 
 def build_pair_critic(
-    arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any]
+    arch: str, *, data_shape: tuple[int, ...], latent_dim: int, options: Mapping[str, Any], pack: int = 1
 ) -> nn.Module:
     """Pair critic T(x, z): x (B, *data_shape), z (B, latent_dim) -> raw logits (B,) (BiGAN-QP).
 
     Has `features(x, z) -> (B, F)` and `head(f) -> (B,)`; critic options (spectral_norm, ...) apply.
+    With `pack` m > 1 it judges packed pairs: x and z each packed by `pack_samples`.
     """
     entry, resolved, latent_dim = _prepare(arch, data_shape, options, "latent_dim", latent_dim)
-    return entry.pair_critic(tuple(data_shape), latent_dim, resolved)
+    return entry.pair_critic(_packed_shape(tuple(data_shape), pack), latent_dim * pack, resolved)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ A trick is composed by the training loop, never by an objective: the loop adds e
 `generator_options` into the architecture options before the networks are built.
 
 Registered: `gradient-penalty`, `r1`, `r2`, `weight-clipping`, `spectral-norm`, `label-smoothing`,
-`feature-matching`, `minibatch-discrimination`, `virtual-batch-norm`. Critics built by bench.nets
-expose `features(x) -> (batch, F)` and `head(features) -> outputs` with
+`feature-matching`, `minibatch-discrimination`, `virtual-batch-norm`, `packing`. A trick's
+`packing()` is how many samples the critic judges at once (PacGAN; 1 for every other trick): the
+game packs them before the critic (bench.train), and every critic input a trick sees is packed.
+Critics built by bench.nets expose `features(x) -> (batch, F)` and `head(features) -> outputs` with
 `forward(x) == head(features(x))`; feature matching relies on it.
 
 A trick registered with `needs_per_sample_gradients=True` penalises the gradient of each sample's
@@ -68,6 +70,10 @@ class Trick:
 
     def generator_options(self) -> Mapping[str, Any]:
         return {}
+
+    def packing(self) -> int:
+        """How many samples the critic judges as one input (PacGAN's packing degree m)."""
+        return 1
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,23 @@ class VirtualBatchNorm(Trick):
         return {"norm": "virtual-batch"}
 
 
+class Packing(Trick):
+    """PacGAN's packing (Lin, Khetan, Fanti, Oh 2018, "PacGAN: The power of two samples in generative
+    adversarial networks", NeurIPS; fjxmlzn/PacGAN): the critic judges m samples at once, all real or
+    all generated, concatenated along the channel axis of images or the feature axis of vectors
+    (PacGAN's `bricks.py` L62-67 and its Stacked-MNIST `model.py`), so a batch of B samples is B/m
+    critic inputs. The critic's first layer takes m times the channels; everything else is the
+    architecture's. The objective's losses and every trick's terms are taken over the B/m packed
+    inputs (a gradient penalty's norm is per packed input). PacGAN's batch of 100 packed inputs is
+    `batch_size` 100 m here, since bench's batch counts samples."""
+
+    def __init__(self, *, m: int) -> None:
+        self.m = m
+
+    def packing(self) -> int:
+        return self.m
+
+
 register_trick(
     "r1",
     description="R1 penalty gamma/2 * E||grad C(x_r)||^2 on real samples",
@@ -304,4 +327,11 @@ register_trick(
     "virtual-batch-norm",
     description="virtual batch normalisation in the generator (statistics of a fixed reference batch)",
     build=VirtualBatchNorm,
+)
+register_trick(
+    "packing",
+    description="PacGAN: the critic judges m samples at once, concatenated along channels (or features); "
+                "batch_size must be a multiple of m",
+    build=Packing,
+    options={"m": Option(2, int, low=2, description="samples per critic input (PacGAN's packing degree)")},
 )

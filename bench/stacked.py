@@ -191,6 +191,9 @@ def stackable(specs: Sequence[JobSpec]) -> str | None:
         return (f"objective {spec.objective!r} plays the {objective.critic_input} game (an encoder and a pair "
                 f"critic); only the sample game is stacked")
     tricks = [get_trick(name, **dict(options)) for name, options in spec.tricks]
+    packing = [trick.name for trick in tricks if trick.packing() > 1]
+    if packing:
+        return f"trick {packing[0]!r} packs samples into each critic input; stacked training judges samples one by one"
     generator_options, critic_options = network_options(spec, tricks)
     data_shape = data_lib.dataset_shape(spec.dataset, dict(spec.dataset_options))
     outputs = objective.critic_outputs

@@ -77,6 +77,8 @@ class TrickInfo(_Declared):
     options: Mapping[str, Option]
     needs_per_sample_gradients: bool = False  # its term uses grad_x C(x) of each sample
     critic_options: Mapping[str, Any] = field(default_factory=dict)  # architecture options it sets
+    # its options -> how many samples the critic judges at once (PacGAN's packing; 1 for most tricks)
+    packing: Callable[[Mapping[str, Any]], int] = lambda options: 1
 
 
 @dataclass(frozen=True)
@@ -400,8 +402,9 @@ def select_jobs(suite: Suite, only: Sequence[tuple[str, Sequence[str]]]) -> Suit
         present = {flat[key] for flat in flats if key in flat}
         if not present:
             varying = sorted(k for k in flats[0] if len({flat.get(k) for flat in flats}) > 1) if flats else []
-            problems.append(Problem(where, f"no job of the suite has the key {key!r}; keys that vary in it: "
-                                           f"{', '.join(varying) or 'none'} (or any other parameter of a job's MLflow run)"))
+            problems.append(Problem(where, (
+                f"no job of the suite has the key {key!r}; keys that vary in it: {', '.join(varying) or 'none'} "
+                "(or any other parameter of a job's MLflow run)")))
             continue
         wanted = {_comparable(value) for value in values}
         missing = [value for value in values if _comparable(value) not in {_comparable(v) for v in present}]
@@ -838,6 +841,14 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
     metric no job computes or selecting no job."""
     problems: list[Problem] = []
     for job in jobs:
+        for name, options in job.tricks:
+            packing = catalogue.tricks[name].packing(dict(options))
+            if job.batch_size % packing:
+                problem = Problem(("train", "batch_size"), (
+                    f"trick {name!r} packs {packing} samples into each critic input, so the batch must be a "
+                    f"multiple of {packing}; objective {job.objective!r} has batch_size {job.batch_size}"))
+                if problem not in problems:
+                    problems.append(problem)
         critic_options = dict(job.arch_options)
         for name, _ in job.tricks:
             critic_options.update(catalogue.tricks[name].critic_options)

@@ -14,6 +14,7 @@ a resumed job ends with the same metrics as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -98,14 +99,16 @@ class Judged:
 
 
 class SampleGame:
-    """The usual game: the critic judges samples, C(x_r) against C(G(z))."""
+    """The usual game: the critic judges samples, C(x_r) against C(G(z)). Under a packing trick
+    (PacGAN) it judges packed samples (`nets.pack_samples`), and the Judged carries them packed."""
 
     def __init__(self, job: Job) -> None:
         spec, shape = job.spec, tuple(job.source.shape)
+        self.pack = job.packing
         self.generator = nets.build_generator(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
                                               options=job.generator_options).to(job.device)
         self.critic = nets.build_critic(spec.arch, data_shape=shape, critic_outputs=job.objective.critic_outputs,
-                                        options=job.critic_options).to(job.device)
+                                        options=job.critic_options, pack=self.pack).to(job.device)
         self.generator_side: list[nn.Module] = [self.generator]
         self.needs_real = job.objective.generator_needs_real
 
@@ -116,10 +119,12 @@ class SampleGame:
                 x_fake = self.generator(z)
         else:
             x_fake = x_fake.detach()
+        x_real, x_fake = nets.pack_samples(x_real, self.pack), nets.pack_samples(x_fake, self.pack)
         return Judged(self.critic(x_real), self.critic(x_fake), x_real, x_fake, {})
 
     def for_generator(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
         x_fake = self.generator(z) if x_fake is None else x_fake
+        x_real, x_fake = nets.pack_samples(x_real, self.pack), nets.pack_samples(x_fake, self.pack)
         c_fake = self.critic(x_fake)
         if self.needs_real:
             with torch.no_grad():  # C_r carries no gradient to the generator
@@ -141,25 +146,29 @@ class PairGame:
                                               options=job.generator_options).to(job.device)
         self.encoder = nets.build_encoder(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
                                           options=job.generator_options).to(job.device)
+        self.pack = job.packing
         self.critic = nets.build_pair_critic(spec.arch, data_shape=shape, latent_dim=spec.latent_dim,
-                                             options=job.critic_options).to(job.device)
+                                             options=job.critic_options, pack=self.pack).to(job.device)
         self.generator_side = [self.generator, self.encoder]
         self.beta1 = float(job.objective.options["beta1"])
         self.beta2 = float(job.objective.options["beta2"])
+
+    def _judged(self, x_real: Tensor, z_real: Tensor, x_fake: Tensor, z_fake: Tensor) -> Judged:
+        """T on both pairs, each of x and z packed under a packing trick (the Judged carries them packed)."""
+        x_real, z_real, x_fake, z_fake = (nets.pack_samples(t, self.pack) for t in (x_real, z_real, x_fake, z_fake))
+        extra = {"z_real": z_real, "z_fake": z_fake}
+        return Judged(self.critic(x_real, z_real), self.critic(x_fake, z_fake), x_real, x_fake, extra)
 
     def for_critic(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
         with torch.no_grad():
             x_fake = self.generator(z) if x_fake is None else x_fake.detach()
             z_real = self.encoder(x_real)
-        extra = {"z_real": z_real, "z_fake": z}
-        return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
+        return self._judged(x_real, z_real, x_fake, z)
 
     def for_generator(self, x_real: Tensor, z: Tensor, x_fake: Tensor | None = None) -> Judged:
         # both sides carry gradients: G moves T(G(z), z), E moves T(x, E(x))
         x_fake = self.generator(z) if x_fake is None else x_fake
-        z_real = self.encoder(x_real)
-        extra = {"z_real": z_real, "z_fake": z}
-        return Judged(self.critic(x_real, z_real), self.critic(x_fake, z), x_real, x_fake, extra)
+        return self._judged(x_real, self.encoder(x_real), x_fake, z)
 
     def guide_loss(self, x_real: Tensor, z: Tensor) -> Tensor:
         # seed 002: each guide trains one network; the other's output is a stop-gradient
@@ -217,6 +226,10 @@ class Job:
         self.tricks: list[Trick] = [get_trick(name, **dict(options)) for name, options in spec.tricks]
         self.generator_options, self.critic_options = network_options(spec, self.tricks)
         _refuse_per_sample_penalties_on_coupled_critic(spec, self.critic_options)
+        self.packing = math.prod(trick.packing() for trick in self.tricks)
+        if spec.batch_size % self.packing:
+            raise ValueError(f"the tricks pack {self.packing} samples into each critic input; batch_size "
+                             f"{spec.batch_size} is not a multiple of {self.packing}")
         self.game: Game = GAMES[self.objective.critic_input](self)
         self.generator, self.critic = self.game.generator, self.game.critic
         generator_params = [p for module in self.game.generator_side for p in module.parameters()]

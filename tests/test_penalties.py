@@ -70,7 +70,7 @@ def _inputs(critic: nn.Module, *, fake_grad: bool = False) -> TrickInputs:
 def test_registered_tricks() -> None:
     assert TRICKS.names() == [
         "gradient-penalty", "r1", "r2", "weight-clipping", "spectral-norm", "label-smoothing",
-        "feature-matching", "minibatch-discrimination", "virtual-batch-norm",
+        "feature-matching", "minibatch-discrimination", "virtual-batch-norm", "packing",
     ]
     for name in TRICKS.names():
         trick = get_trick(name)
