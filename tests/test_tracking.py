@@ -335,3 +335,32 @@ def test_a_parent_run_that_cannot_open_is_recorded_on_each_job_not_raised(tmp_pa
     assert logged and logged[0].startswith("MLflow logging failed")
     assert store.read_status()["status"] == Status.DONE
     assert store.read_status()["mlflow_error"]
+
+
+def test_a_local_run_opens_its_parent_run_once_its_jobs_train(tmp_path, monkeypatch):
+    """Opening the parent (importing MLflow, creating the store) would take a core from the local slots
+    while they start: it begins once every slot's first job is training, and every job still lands under it."""
+    import mlflow
+    from conftest import TINY_SUITE, write_suite
+
+    from bench.run import RunRequest, run_suite
+    from bench.store import SuiteStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "home"))
+    settings = {**TINY_SUITE["train"], "steps": 40, "eval_every": 20, "checkpoint_every": 20}
+    suite = write_suite(tmp_path, {"train": settings, "executor": {"name": "local", "max_parallel": 2}})
+    outcome = run_suite(RunRequest(suite, results=tmp_path / "results", report=False, progress=False),
+                        echo=lambda _: None)
+    assert dict(outcome.counts) == {"done": 2}
+    store = SuiteStore(outcome.suite_dir)
+    statuses = [store.job(job_id).read_status() for job_id in store.job_ids()]
+    first_start_ms = min(pd.Timestamp(status["started_at"]).value // 1_000_000 for status in statuses)
+    client = mlflow.MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "results"))
+    experiment = client.get_experiment_by_name("bench")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [run for run in runs if not run.data.tags.get("mlflow.parentRunId")]
+    assert parent.info.start_time >= first_start_ms
+    children = {run.data.tags[JOB_TAG] for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert children == set(store.job_ids())
+    assert all(status["mlflow_run_id"] for status in statuses)
