@@ -47,9 +47,9 @@ def test_a_packed_critic_takes_m_times_the_channels_and_gives_one_logit_per_pack
     assert next(module for module in mlp.modules() if isinstance(module, torch.nn.Linear)).in_features == 6
 
 
-def test_a_packed_job_trains_with_a_per_input_gradient_penalty(tmp_path: Path) -> None:
+def test_packed_jobs_train_with_a_per_input_gradient_penalty_and_in_the_pair_game(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, {
-        "grid": {"objective": ["nsgan", "wgan-gp"], "arch": ["mlp"], "seed": [0], "tricks": [PACKED]},
+        "grid": {"objective": ["nsgan", "wgan-gp", "bigan-qp"], "arch": ["mlp"], "seed": [0], "tricks": [PACKED]},
         "objectives": {"wgan-gp": {"tricks": ["gradient-penalty", *PACKED]}},
         "train": {**TINY_SUITE["train"], "steps": 20, "eval_every": 10, "checkpoint_every": 10}})
     assert main(["run", str(suite), "--no-tracking", "--no-report", "--no-progress"]) == 0
@@ -60,7 +60,7 @@ def test_a_packed_job_trains_with_a_per_input_gradient_penalty(tmp_path: Path) -
         assert ("packing", (("m", 2),)) in job.read_spec().tricks
         weights = job.load_checkpoint()["critic"]
         first = next(key for key in weights if key.endswith("weight"))
-        assert weights[first].shape[1] == 4  # two 2-D points per critic input
+        assert weights[first].shape[1] == 4  # two 2-D points per critic input (the x branch of a pair critic)
 
 
 def test_a_batch_that_is_not_a_multiple_of_m_is_refused_at_load(tmp_path: Path) -> None:
