@@ -66,11 +66,6 @@ class SuiteTracking:
             if self._thread.ident is None:
                 self._thread.start()
 
-    @property
-    def opening(self) -> bool:
-        """Whether opening the parent has begun."""
-        return self._thread.ident is not None
-
     def _open(self, params: dict[str, str]) -> None:
         from dataclasses import replace
 
