@@ -24,7 +24,7 @@ import scipy.stats
 from torch.testing import assert_close
 
 from bench.report import build_report
-from bench.report.aggregate import grid_axes
+from bench.report.aggregate import declared_columns, grid_axes
 from bench.spec import JobSpec
 from bench.store import MetricRow, SuiteStore
 
@@ -599,3 +599,22 @@ def test_an_evaluation_written_twice_is_refused_naming_the_job(tmp_path):
     with pytest.raises(ValueError, match=rf"one evaluation twice \(1 repeated rows: job {spec.job_id} mode_kl at "
                                          r"step 200\)"):
         build_report(store.root, directions=DIRECTIONS)
+
+
+def test_a_column_the_suite_sets_names_groups_even_when_it_varies_with_another():
+    # PacDCGAN2 beside DCGAN: an include rule sets the packing trick and the batch together
+    jobs = pd.DataFrame({
+        "job_id": [f"j{k}" for k in range(4)],
+        "objective": ["nsgan"] * 4,
+        "arch": ["dcgan"] * 4,
+        "seed": [0, 1, 0, 1],
+        "lr_g": ["0.0002"] * 4,
+        "batch_size": ["64", "64", "128", "128"],
+        "tricks": ["none", "none", 'packing{"m": 2}', 'packing{"m": 2}'],
+        "status": ["done"] * 4,
+    })
+    assert grid_axes(jobs) == ["objective", "arch", "batch_size"]
+    suite = {"grid": {"objective": ["nsgan"], "arch": ["dcgan"], "seed": [0, 1], "tricks": [[]], "lr": [2e-4]},
+             "include": [{"tricks": [{"name": "packing", "options": {"m": 2}}], "batch_size": 128}]}
+    assert declared_columns(suite) == ["objective", "arch", "seed", "tricks", "lr_g", "lr_d", "batch_size"]
+    assert grid_axes(jobs, declared_columns(suite)) == ["objective", "arch", "batch_size", "tricks"]

@@ -19,7 +19,7 @@ threshold, divergence step) comes from bench.metrics.convergence.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -58,14 +58,17 @@ LAST_K = 3
 """Evaluations whose spread (sample std) measures how steady a run ended: the last 3, or all of them if fewer."""
 
 
-def grid_axes(jobs: pd.DataFrame) -> list[str]:
+def grid_axes(jobs: pd.DataFrame, declared: Sequence[str] = ()) -> list[str]:
     """The spec columns that define groups: `objective`, `arch`, then every other flat spec column
     that still varies inside some group of the axes chosen so far (fewest distinct values first).
 
     A column that varies only because another axis does (an objective's published learning rate, a
     dataset's options) adds no groups and is not an axis; `seed`, `job_id`, `suite`, `device`, the
     status columns and, in a suite with a search, `trial` and what the search samples
-    (`searched_columns`) never are: trials are repetitions, like seeds.
+    (`searched_columns`) never are: trials are repetitions, like seeds. A `declared` column (one the
+    suite sets itself, in its grid or an include rule: `declared_columns`) that varies inside an
+    objective x arch group is an axis even when it varies together with another axis, so that a
+    group is named by everything the suite changed in it (a packing trick and its batch size).
     """
     axes = ["objective", "arch"]
     if jobs.empty:
@@ -73,10 +76,30 @@ def grid_axes(jobs: pd.DataFrame) -> list[str]:
     skip = set(NOT_AXES) | set(STATUS_COLUMNS) | set(axes) | set(searched_columns(jobs))
     candidates = [column for column in jobs.columns if column not in skip]
     distinct = jobs[candidates].nunique(dropna=False)
+    primary = list(axes)
     for column in sorted(candidates, key=lambda c: (distinct[c], c)):
         if distinct[column] > 1 and (jobs.groupby(axes, dropna=False)[column].nunique(dropna=False) > 1).any():
             axes.append(column)
+    for column in sorted(candidates, key=lambda c: (distinct[c], c)):
+        if (column in declared and column not in axes and distinct[column] > 1
+                and (jobs.groupby(primary, dropna=False)[column].nunique(dropna=False) > 1).any()):
+            axes.append(column)
     return axes
+
+
+# suite keys whose values land in other spec columns
+_DECLARED_COLUMNS = {"lr": ("lr_g", "lr_d"), "spectral_norm": ("tricks",)}
+
+
+def declared_columns(suite_config: Mapping[str, Any]) -> list[str]:
+    """The spec columns a suite file sets itself: its grid axes and the keys of its include rules
+    (`lr` sets `lr_g` and `lr_d`, `spectral_norm` sets `tricks`)."""
+    grid = suite_config.get("grid") or {}
+    keys = list(grid) if isinstance(grid, Mapping) else []
+    for rule in suite_config.get("include") or []:
+        if isinstance(rule, Mapping):
+            keys += list(rule)
+    return list(dict.fromkeys(column for key in keys for column in _DECLARED_COLUMNS.get(str(key), (str(key),))))
 
 
 def searched_columns(jobs: pd.DataFrame) -> list[str]:

@@ -89,7 +89,7 @@ def analyse(results: SuiteResults, directions: Mapping[str, agg.Direction], *, b
     directions = dict(directions)
     failed_at = {m: float(v) for m, v in (failed_at or {}).items() if m in directions}
     baseline = baseline or results.report_config.baseline
-    axes = agg.grid_axes(jobs)
+    axes = agg.grid_axes(jobs, agg.declared_columns(results.suite_config))
     cell_axes = axes[1:]
     objectives = ordered_objectives(jobs, baseline) if len(jobs) else []
     if len(jobs):
