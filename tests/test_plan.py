@@ -127,7 +127,8 @@ def test_measured_rate_replaces_the_rough_one(tmp_path: Path, catalogue) -> None
 def test_cli_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["plan", "--help"])
-    assert capsys.readouterr().out.startswith("usage: bench plan [-h] [--effect D] [--results RESULTS]\n                  [--only KEY=V1[,V2...]]\n")
+    assert capsys.readouterr().out.startswith(
+        "usage: bench plan [-h] [--effect D] [--results RESULTS]\n                  [--only KEY=V1[,V2...]]\n")
     path = write_suite(tmp_path, FOUR)
     assert main(["plan", str(path), "--effect", "2", "--results", str(tmp_path / "results")]) == 0
     assert "suite tiny: 20 jobs, 1,200 generator steps" in capsys.readouterr().out

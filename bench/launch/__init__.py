@@ -660,7 +660,11 @@ class PackedRunner:
                 processes.append((unit, process, receiver))
         finally:
             if main:
-                signal.signal(preempt, lambda *_: preempted.set())
+                def on_preemption(*_: Any) -> None:
+                    preempted.set()
+                    _signal_alive(processes, preempt)  # at once: every step a unit trains on is lost
+
+                signal.signal(preempt, on_preemption)
         try:
             for unit, process, receiver in processes:
                 result: dict[str, str] | None = None
@@ -668,9 +672,7 @@ class PackedRunner:
                 # importing torch ignores it, and takes it once its JobRunner listens (a repeat is harmless)
                 while not receiver.poll(1.0 if preempted.is_set() else 0.2):
                     if preempted.is_set():
-                        for _unit, other, _receiver in processes:
-                            if other.is_alive():
-                                os.kill(other.pid, preempt)
+                        _signal_alive(processes, preempt)
                 try:
                     result = receiver.recv()
                 except EOFError:  # the unit's process ended without an answer: it died
@@ -693,6 +695,16 @@ class PackedRunner:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _signal_alive(processes: Sequence[tuple[Any, Any, Any]], signum: int) -> None:
+    """Send `signum` to every unit process of a packed task that is still running."""
+    for _unit, process, _receiver in processes:
+        if process.is_alive():
+            try:
+                os.kill(process.pid, signum)
+            except ProcessLookupError:  # it ended between the check and the signal
+                pass
 
 
 def _run_unit(unit: JobRunner, sender: Any) -> None:
