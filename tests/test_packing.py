@@ -21,7 +21,7 @@ from bench.launch.profiles import ProfileError, load_profile
 from bench.store import SuiteStore
 from bench.suite import load_suite
 
-STEPS = 400
+STEPS = 300
 
 
 def _runners(tmp_path: Path, results: str, steps: int = STEPS) -> list[JobRunner]:
