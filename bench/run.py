@@ -218,18 +218,13 @@ def _suite_tracking(suite: Suite, results_root: Path) -> Any:
     return SuiteTracking(pending, {"suite": suite.name, "jobs": str(len(jobs)), "dataset": datasets})
 
 
-# grid axes whose values land in other flat spec keys
-_AXIS_KEYS = {"lr": ("lr_g", "lr_d"), "spectral_norm": ("tricks",)}
-
-
 def _compared_keys(suite: Suite, varying: Sequence[str]) -> list[str]:
     """The flat spec keys the suite compares: those its grid axes and include rules set, where they
     vary. A key that varies only with another axis (an objective's published lr, a dataset's
     options) is not among them, so MLflow run names stay short: `rsgan / mlp / seed 0 / dataset=ring8`."""
-    config = suite.config
-    axes = list(config.grid) + [axis for rule in config.include for axis in rule if axis not in config.grid]
-    keys = [key for axis in axes for key in _AXIS_KEYS.get(axis, (axis,))]
-    return [key for key in dict.fromkeys(keys) if key in varying]
+    from bench.suite import set_columns
+
+    return [key for key in set_columns(suite.config.grid, suite.config.include) if key in varying]
 
 
 def _flush_missing(complete: Sequence[JobSpec], suite_store: Any, tracking: Any) -> None:

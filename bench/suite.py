@@ -385,6 +385,18 @@ class Suite:
         return self.config.name
 
 
+# suite keys whose values land in other flat spec columns
+_SUITE_KEY_COLUMNS = {"lr": ("lr_g", "lr_d"), "spectral_norm": ("tricks",)}
+
+
+def set_columns(grid: Iterable[str], include: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The flat spec columns a suite sets itself, in order: those of its grid axes, then those of its
+    include rules' keys (`lr` sets `lr_g` and `lr_d`, `spectral_norm` sets `tricks`). MLflow run names
+    (bench.run) and the report's groups (bench.report.aggregate.grid_axes) are named by them."""
+    keys = [*grid, *(key for rule in include for key in rule)]
+    return list(dict.fromkeys(column for key in keys for column in _SUITE_KEY_COLUMNS.get(str(key), (str(key),))))
+
+
 def select_jobs(suite: Suite, only: Sequence[tuple[str, Sequence[str]]]) -> Suite:
     """The suite cut to the jobs that match every filter of `only` (`bench run --only KEY=V1,V2`): KEY is
     a key of the job spec (`JobSpec.flat()`: `objective`, `seed`, `dataset`, `arch.width`, `lr_g`, ...)
@@ -841,14 +853,15 @@ def _job_problems(config: SuiteConfig, jobs: Sequence[JobSpec], catalogue: Catal
     metric no job computes or selecting no job."""
     problems: list[Problem] = []
     for job in jobs:
-        for name, options in job.tricks:
-            packing = catalogue.tricks[name].packing(dict(options))
-            if job.batch_size % packing:
-                problem = Problem(("train", "batch_size"), (
-                    f"trick {name!r} packs {packing} samples into each critic input, so the batch must be a "
-                    f"multiple of {packing}; objective {job.objective!r} has batch_size {job.batch_size}"))
-                if problem not in problems:
-                    problems.append(problem)
+        packing = math.prod(catalogue.tricks[name].packing(dict(options)) for name, options in job.tricks)
+        if job.batch_size % packing:  # the rule bench.train.Job applies, found before anything runs
+            packers = " and ".join(repr(name) for name, options in job.tricks
+                                   if catalogue.tricks[name].packing(dict(options)) > 1)
+            problem = Problem(("train", "batch_size"), (
+                f"trick {packers} packs {packing} samples into each critic input, so the batch must be a "
+                f"multiple of {packing}; objective {job.objective!r} has batch_size {job.batch_size}"))
+            if problem not in problems:
+                problems.append(problem)
         critic_options = dict(job.arch_options)
         for name, _ in job.tricks:
             critic_options.update(catalogue.tricks[name].critic_options)

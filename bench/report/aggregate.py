@@ -76,30 +76,28 @@ def grid_axes(jobs: pd.DataFrame, declared: Sequence[str] = ()) -> list[str]:
     skip = set(NOT_AXES) | set(STATUS_COLUMNS) | set(axes) | set(searched_columns(jobs))
     candidates = [column for column in jobs.columns if column not in skip]
     distinct = jobs[candidates].nunique(dropna=False)
+    varying = [column for column in sorted(candidates, key=lambda c: (distinct[c], c)) if distinct[column] > 1]
+
+    def varies_within(column: str, groups: list[str]) -> bool:
+        return bool((jobs.groupby(groups, dropna=False)[column].nunique(dropna=False) > 1).any())
+
     primary = list(axes)
-    for column in sorted(candidates, key=lambda c: (distinct[c], c)):
-        if distinct[column] > 1 and (jobs.groupby(axes, dropna=False)[column].nunique(dropna=False) > 1).any():
+    for column in varying:
+        if varies_within(column, axes):
             axes.append(column)
-    for column in sorted(candidates, key=lambda c: (distinct[c], c)):
-        if (column in declared and column not in axes and distinct[column] > 1
-                and (jobs.groupby(primary, dropna=False)[column].nunique(dropna=False) > 1).any()):
-            axes.append(column)
+    axes += [column for column in varying
+             if column in declared and column not in axes and varies_within(column, primary)]
     return axes
 
 
-# suite keys whose values land in other spec columns
-_DECLARED_COLUMNS = {"lr": ("lr_g", "lr_d"), "spectral_norm": ("tricks",)}
-
-
 def declared_columns(suite_config: Mapping[str, Any]) -> list[str]:
-    """The spec columns a suite file sets itself: its grid axes and the keys of its include rules
-    (`lr` sets `lr_g` and `lr_d`, `spectral_norm` sets `tricks`)."""
-    grid = suite_config.get("grid") or {}
-    keys = list(grid) if isinstance(grid, Mapping) else []
-    for rule in suite_config.get("include") or []:
-        if isinstance(rule, Mapping):
-            keys += list(rule)
-    return list(dict.fromkeys(column for key in keys for column in _DECLARED_COLUMNS.get(str(key), (str(key),))))
+    """The spec columns the stored suite file (a plain mapping) sets itself: bench.suite.set_columns
+    of its grid and include rules."""
+    from bench.suite import set_columns
+
+    grid, include = suite_config.get("grid"), suite_config.get("include")
+    return set_columns(grid if isinstance(grid, Mapping) else (),
+                       [rule for rule in include or () if isinstance(rule, Mapping)])
 
 
 def searched_columns(jobs: pd.DataFrame) -> list[str]:
