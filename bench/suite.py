@@ -419,7 +419,8 @@ def select_jobs(suite: Suite, only: Sequence[tuple[str, Sequence[str]]]) -> Suit
                 "(or any other parameter of a job's MLflow run)")))
             continue
         wanted = {_comparable(value) for value in values}
-        missing = [value for value in values if _comparable(value) not in {_comparable(v) for v in present}]
+        has = {_comparable(value) for value in present}
+        missing = [value for value in values if _comparable(value) not in has]
         if missing:
             shown = sorted(present, key=lambda v: (isinstance(_comparable(v), str), str(_comparable(v))))
             problems.append(Problem(where, f"no job of the suite has {key} {', '.join(missing)}; its values: "
